@@ -1,0 +1,232 @@
+"""The ``sampleflow`` command: a thin layer over the Python API.
+
+    sampleflow targets                          list the registry
+    sampleflow samplers                         list the samplers
+    sampleflow sample --target NAME|file.py:fn [--dim D] --sampler NAME -n N --seed S --out DIR
+    sampleflow evaluate samples.npz --target NAME
+    sampleflow data list | path | fetch NAME [--base-url URL]
+    sampleflow demo [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _value(text: str):
+    """A CLI value: a Python literal (number, list, bool, None) or else the plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _key_values(pairs: list[str] | None, flag: str) -> dict:
+    out = {}
+    for p in pairs or []:
+        key, sep, val = p.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {p!r}")
+        out[key.replace("-", "_")] = _value(val)
+    return out
+
+
+def _target(args):
+    from .targets import get
+    from .targets.user import is_function_spec, load_function_target
+    params = _key_values(args.param, "--param")
+    if is_function_spec(args.target):
+        return load_function_target(args.target, args.dim)
+    if args.dim is not None:
+        params["dim"] = args.dim
+    return get(args.target, **params)
+
+
+def _add_target_args(p):
+    p.add_argument("--target", required=True, help="registry name (see `sampleflow targets`) or file.py:function")
+    p.add_argument("--dim", type=int, help="dimension (required for file.py:function targets)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="target parameter (repeatable)")
+
+
+def cmd_targets(args) -> int:
+    from .tables import text_table
+    from .targets import entries
+    rows = []
+    for e in entries():
+        for params in e.variants:
+            label = e.name + "".join(f" {k}={v}" for k, v in params.items())
+            try:
+                d = e.factory(**params).describe()
+            except Exception as err:  # a missing data file should not hide the rest of the list
+                d = {"dim": None, "log_Z": None, "log_Z_source": f"unavailable: {err}"}
+            rows.append({"target": label, "dim": d["dim"], "log Z": d["log_Z"],
+                         "log Z source": d.get("log_Z_source"), "exact samples": d.get("exact_sampler"),
+                         "reference samples": d.get("reference_samples")})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(text_table(rows, ["target", "dim", "log Z", "log Z source", "exact samples", "reference samples"]))
+    return 0
+
+
+def cmd_samplers(args) -> int:
+    from . import samplers
+    for name in samplers.names():
+        cls = samplers.get(name)
+        print(f"{name:12s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
+    return 0
+
+
+def _reference_for_plot(target, n=2000):
+    from ._rng import make_generator
+    if target.has_exact_sampler:
+        return target.sample(n, generator=make_generator(12345))
+    if target.has_reference_samples:
+        return target.reference_samples()[:n]
+    return None
+
+
+def cmd_sample(args) -> int:
+    from .api import sample
+    from .io import write_json
+    from .metrics.evaluate import evaluate
+    from .plots import scatter_samples
+    target = _target(args)
+    overrides = _key_values(args.set, "--set")
+    s = sample(target, args.sampler, n=args.n, seed=args.seed, preset=args.preset, **overrides)
+    out = Path(args.out)
+    s.to_npz(out / "samples.npz")
+    metrics = evaluate(s, target)
+    write_json(out / "metrics.json", {"target": target.describe(), "sampler": args.sampler, "seed": args.seed,
+                                      "preset": args.preset, "overrides": overrides, "metrics": metrics})
+    scatter_samples(_plot_points(s, args.seed), out / "samples.png", reference=_reference_for_plot(target),
+                    box=target.box, title=f"{args.sampler} on {target.name} (n={s.n})")
+    print(f"wrote {out / 'samples.npz'}, {out / 'metrics.json'}, {out / 'samples.png'}")
+    _print_metrics(metrics)
+    return 0
+
+
+def _plot_points(s, seed):
+    from ._rng import make_generator
+    return s.resample(generator=make_generator(seed)).x if s.log_weights is not None else s.x
+
+
+def _print_metrics(metrics: dict) -> None:
+    from .tables import format_value
+    width = max(len(k) for k in metrics) if metrics else 0
+    for k, v in metrics.items():
+        print(f"  {k:{width}s}  {format_value(v)}")
+
+
+def cmd_evaluate(args) -> int:
+    from .io import write_json
+    from .metrics.evaluate import evaluate
+    from .samples import Samples
+    target = _target(args)
+    s = Samples.from_npz(args.samples)
+    if s.dim != target.dim:
+        raise SystemExit(f"error: samples in {args.samples} have dimension {s.dim}, target '{target.name}' "
+                         f"has dim {target.dim}")
+    metrics = evaluate(s, target, seed=args.seed)
+    if args.out:
+        write_json(args.out, metrics)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        _print_metrics(metrics)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .tables import text_table
+    from .targets import data
+    if args.data_cmd == "path":
+        print(data.data_dir())
+    elif args.data_cmd == "list":
+        print(f"data folder: {data.data_dir()}")
+        print(text_table(data.status(), ["name", "present", "bytes", "downloadable", "source"]))
+    elif args.data_cmd == "fetch":
+        names = sorted(data.FILES) if args.name == "all" else [args.name]
+        for name in names:
+            p = data.fetch(name, base_url=args.base_url, force=args.force)
+            print(f"{name}: ok ({p})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    run_demo(args.out, n=args.n, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sampleflow", description="Sampling by learned dynamical measure transport.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    q = sub.add_parser("targets", help="list the registered targets")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_targets)
+
+    q = sub.add_parser("samplers", help="list the registered samplers")
+    q.set_defaults(func=cmd_samplers)
+
+    q = sub.add_parser("sample", help="run a sampler on a target; write samples, metrics and a picture")
+    _add_target_args(q)
+    q.add_argument("--sampler", required=True)
+    q.add_argument("-n", type=int, default=2000, help="number of samples")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--preset", default="default")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
+    q.add_argument("--out", required=True, help="output folder")
+    q.set_defaults(func=cmd_sample)
+
+    q = sub.add_parser("evaluate", help="score an .npz of samples against a target")
+    q.add_argument("samples", help=".npz file with an array 'x' (and optionally 'log_weights')")
+    _add_target_args(q)
+    q.add_argument("--seed", type=int, default=0, help="seed for reference draws and projections")
+    q.add_argument("--out", help="write the metrics as JSON here")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("data", help="the benchmark data folder")
+    dsub = q.add_subparsers(dest="data_cmd", required=True)
+    dsub.add_parser("path", help="print the data folder")
+    dsub.add_parser("list", help="list the known files and whether they are present")
+    f = dsub.add_parser("fetch", help="download a data file (or 'all') and check its SHA-256")
+    f.add_argument("name")
+    f.add_argument("--base-url", help="a mirror holding the files by name (default: each file's public source)")
+    f.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_data)
+
+    q = sub.add_parser("demo", help="score exact and deliberately poor samplers on two targets")
+    q.add_argument("--out", default="demo_output")
+    q.add_argument("-n", type=int, default=2000)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .samplers.registry import UnknownSamplerError
+    from .targets.base import TargetInputError
+    from .targets.data import DataFileError
+    from .targets.registry import UnknownTargetError
+    try:
+        return args.func(args)
+    except (UnknownTargetError, UnknownSamplerError, TargetInputError, DataFileError, ValueError, TypeError,
+            FileNotFoundError, NotImplementedError) as e:
+        if os.environ.get("SAMPLEFLOW_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

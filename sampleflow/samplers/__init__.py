@@ -1,0 +1,8 @@
+"""Samplers, one module per method family, looked up by name: ``sampleflow.samplers.get("smc")``."""
+from .base import CountingTarget, Sampler
+from .registry import UnknownSamplerError, get, names, register
+from .exact import Exact, ExactConfig
+from .importance import Importance, ImportanceConfig
+
+__all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
+           "Exact", "ExactConfig", "Importance", "ImportanceConfig"]
