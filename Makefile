@@ -26,10 +26,10 @@ demo: $(STAMP)
 	$(BIN)/sampleflow demo --out demo_output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -32,7 +32,7 @@ def _key_values(pairs: list[str] | None, flag: str) -> dict:
     for p in pairs or []:
         key, sep, val = p.partition("=")
         if not sep or not key:
-            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {p!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {p!r}")
         out[key.replace("-", "_")] = _value(val)
     return out
 
@@ -131,7 +131,7 @@ def cmd_evaluate(args) -> int:
     target = _target(args)
     s = Samples.from_npz(args.samples)
     if s.dim != target.dim:
-        raise SystemExit(f"error: samples in {args.samples} have dimension {s.dim}, target '{target.name}' "
+        raise ValueError(f"samples in {args.samples} have dimension {s.dim}, target '{target.name}' "
                          f"has dim {target.dim}")
     metrics = evaluate(s, target, seed=args.seed)
     if args.out:
