@@ -76,4 +76,4 @@ def entropic_mode_coverage(x, target, *, weights=None, assignment: str = "hard")
     if K < 2:
         raise ValueError(f"entropic mode coverage needs at least 2 mixture components, target has {K}")
     h = -float(torch.special.xlogy(p, p).sum())
-    return h / math.log(K)
+    return h / math.log(K) + 0.0  # + 0.0: no '-0.0'
