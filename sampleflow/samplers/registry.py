@@ -1,8 +1,8 @@
 """Registry of samplers by short lower-case name (``ula``, ``smc``, ``dis``, ...)."""
 from __future__ import annotations
 
-import difflib
 
+from .._names import unknown_name_message
 from .base import Sampler
 
 __all__ = ["register", "get", "names", "UnknownSamplerError"]
@@ -35,7 +35,5 @@ def get(name: str) -> type[Sampler]:
         raise TypeError(f"sampler name must be a string, got {type(name).__name__}")
     cls = _REGISTRY.get(name.lower())
     if cls is None:
-        close = difflib.get_close_matches(name.lower(), names(), n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownSamplerError(f"unknown sampler '{name}'.{hint} Known samplers: {', '.join(names())}")
+        raise UnknownSamplerError(unknown_name_message("sampler", name, names()))
     return cls

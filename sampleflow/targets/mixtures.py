@@ -61,6 +61,16 @@ def _as_weights(weights, K: int) -> torch.Tensor:
     return w / w.sum()
 
 
+def _as_locations(value, name: str) -> torch.Tensor:
+    """(K, d) finite float64 component locations."""
+    mu = torch.as_tensor(value, dtype=torch.float64)
+    if mu.ndim != 2 or mu.shape[0] < 1 or mu.shape[1] < 1:
+        raise TargetInputError(f"{name} must have shape (K, d), got {tuple(mu.shape)}")
+    if not bool(torch.isfinite(mu).all()):
+        raise TargetInputError(f"{name} must be finite")
+    return mu
+
+
 class MixtureMixin:
     """Shared by every mixture target: log_prob / score / responsibilities from ``_comp_lp``.
 
@@ -138,11 +148,7 @@ class GaussianMixture(MixtureMixin, Target):
     version = "1"
 
     def __init__(self, weights, means, covs, *, name: str | None = None, box: tuple | None = None):
-        mu = torch.as_tensor(means, dtype=torch.float64)
-        if mu.ndim != 2 or mu.shape[0] < 1 or mu.shape[1] < 1:
-            raise TargetInputError(f"means must have shape (K, d), got {tuple(mu.shape)}")
-        if not bool(torch.isfinite(mu).all()):
-            raise TargetInputError("means must be finite")
+        mu = _as_locations(means, "means")
         K, d = mu.shape
         w = _as_weights(weights, K)
         c = torch.as_tensor(covs, dtype=torch.float64)

@@ -1,11 +1,11 @@
 """Registry of named targets: ``get("funnel")``, ``get("manywell", dim=32)``, ``names()``."""
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .._names import unknown_name_message
 from .base import Target
 
 __all__ = ["register", "get", "names", "entries", "UnknownTargetError", "Entry"]
@@ -55,9 +55,7 @@ def get(name: str, **params) -> Target:
         raise TypeError(f"target name must be a string, got {type(name).__name__}")
     entry = _REGISTRY.get(name.lower())
     if entry is None:
-        close = difflib.get_close_matches(name.lower(), names(), n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownTargetError(f"unknown target '{name}'.{hint} Known targets: {', '.join(names())}")
+        raise UnknownTargetError(unknown_name_message("target", name, names()))
     sig = inspect.signature(entry.factory)
     try:
         sig.bind(**params)

@@ -20,7 +20,7 @@ import torch
 
 from .._rng import numpy_rng
 from .base import LogZ, Target, TargetInputError
-from .mixtures import MixtureMixin, _as_weights, _row_chunks
+from .mixtures import MixtureMixin, _as_locations, _as_weights, _row_chunks
 from .registry import register
 
 __all__ = ["StudentTMixture", "mos10"]
@@ -36,11 +36,7 @@ class StudentTMixture(MixtureMixin, Target):
 
     def __init__(self, weights, locs, df: float = 2.0, scale=1.0, *, name: str | None = None,
                  box: tuple | None = None):
-        mu = torch.as_tensor(locs, dtype=torch.float64)
-        if mu.ndim != 2 or mu.shape[0] < 1 or mu.shape[1] < 1:
-            raise TargetInputError(f"locs must have shape (K, d), got {tuple(mu.shape)}")
-        if not bool(torch.isfinite(mu).all()):
-            raise TargetInputError("locs must be finite")
+        mu = _as_locations(locs, "locs")
         K, d = mu.shape
         w = _as_weights(weights, K)
         df = float(df)

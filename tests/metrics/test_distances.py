@@ -6,6 +6,7 @@ import pytest
 import scipy.stats
 import torch
 
+from tests.metrics.be_data import be_data
 from sampleflow.metrics import distances as D
 from sampleflow.metrics import (energy_distance, gaussian_w2, median_pairwise_distance, mmd, sliced_wasserstein,
                                 wasserstein2)
@@ -93,18 +94,9 @@ def test_w2_size_limit_and_bad_input():
 
 
 # ------------------------------------------------------------------------------------------------ MMD
-def _be_data():
-    """The data the reference values below were computed on (with the Beyond-ELBOs code: JAX, ott-jax 0.4.6)."""
-    r = rng(0)
-    gt, model = r.standard_normal((2000, 10)), r.standard_normal((2000, 10)) * 1.3 + 0.4
-    gt2 = r.standard_normal((500, 2))
-    model2 = np.concatenate([r.standard_normal((250, 2)) * 0.5 + 3, r.standard_normal((250, 2))])
-    return gt, model, gt2, model2
-
-
 def test_mmd_matches_beyond_elbos_code():
     # reference numbers from running the Beyond-ELBOs mmd_median (jax, float64) on the same arrays
-    gt, model, gt2, model2 = _be_data()
+    gt, model, gt2, model2 = be_data()
     v, info = mmd(gt2, model2, return_info=True)
     assert info["h"] == pytest.approx(2.3507288886971995, rel=1e-12)
     assert v == pytest.approx(0.5570397231100419, rel=1e-10)

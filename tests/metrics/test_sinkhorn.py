@@ -7,6 +7,7 @@ import ot
 import pytest
 import torch
 
+from tests.metrics.be_data import be_data
 from sampleflow.metrics import SINKHORN_PROTOCOLS, SinkhornNotConverged, entropic_ot, sinkhorn
 
 
@@ -14,20 +15,12 @@ def rng(seed=0):
     return np.random.default_rng(seed)
 
 
-def _be_data():
-    r = rng(0)
-    gt, model = r.standard_normal((2000, 10)), r.standard_normal((2000, 10)) * 1.3 + 0.4
-    gt2 = r.standard_normal((500, 2))
-    model2 = np.concatenate([r.standard_normal((250, 2)) * 0.5 + 3, r.standard_normal((250, 2))])
-    return gt, model, gt2, model2
-
-
 def test_defaults_reproduce_beyond_elbos_code():
     # reference: ott-jax 0.4.6 (the Beyond-ELBOs requirement), called exactly as their optimal_transport.SD:
     # sinkhorn_divergence(PointCloud(gt, model, epsilon=1e-3), x=geom.x, y=geom.y).divergence, float64.
     # Their geometries ignore the 1e-3 and use ε = 0.05·mean|x−y|² (printed by ott: 0.6075790885223025,
     # 1.4320782626430082); ott stops at L1 marginal error 1e-3, hence rel=1e-5.
-    gt, model, gt2, model2 = _be_data()
+    gt, model, gt2, model2 = be_data()
     v, info = sinkhorn(gt2, model2, return_info=True)
     assert info["eps"] == pytest.approx(0.6075790885223025, rel=1e-12)
     assert v == pytest.approx(6.467508567444694, rel=1e-5)
