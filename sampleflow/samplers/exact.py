@@ -19,6 +19,8 @@ class ExactConfig:
 
 @register
 class Exact(Sampler):
+    """Exact draws from the target's own sampler (no weights, no target evaluations)."""
+
     name = "exact"
     Config = ExactConfig
     presets = {"default": {}, "cpu": {}}

@@ -57,6 +57,8 @@ def student_t_log_prob(z: torch.Tensor, df: float, log_scale_sum) -> torch.Tenso
 
 @register
 class Importance(Sampler):
+    """Importance sampling from a Gaussian or Student-t proposal: samples, log weights, log Z, ESS."""
+
     name = "importance"
     Config = ImportanceConfig
     presets = {"default": {}, "cpu": {}}

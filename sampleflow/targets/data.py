@@ -25,7 +25,11 @@ __all__ = ["DataFile", "FILES", "DataFileError", "data_dir", "path", "load_array
 
 
 class DataFileError(RuntimeError):
-    """A data file is missing, unknown, or fails its checksum."""
+    """A data file is missing, unknown, or fails its checksum; ``file`` names it."""
+
+    def __init__(self, message: str, file: str | None = None):
+        super().__init__(message)
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def path(name: str, *, download: bool = False) -> Path:
         if download:
             return fetch(name)
         raise DataFileError(f"data file '{name}' is not in the data folder {data_dir()}: set SAMPLEFLOW_DATA "
-                            f"to the folder that holds it, or run `sampleflow data fetch {name}`")
+                            f"to the folder that holds it, or run `sampleflow data fetch {name}`", name)
     _verify(name, p)
     return p
 

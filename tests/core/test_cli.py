@@ -9,7 +9,7 @@ from sampleflow.cli import main
 def test_targets_listing(capsys):
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
-    assert "manywell dim=32" in out and "164.7" in out
+    assert "manywell dim=32" in out and "164.6956753" in out
     assert "funnel" in out and "gmm9" in out
 
 
