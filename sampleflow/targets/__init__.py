@@ -7,6 +7,7 @@ from .registry import Entry, UnknownTargetError, entries, get, names, register
 
 # the zoo: importing each module registers its targets
 from . import gaussian, mixtures, student_t, funnel, wells, rings  # noqa: E402,F401
+from . import logistic, hierarchical, particles, robot  # noqa: E402,F401  (targets built on data files)
 from .gaussian import Gaussian  # noqa: E402
 from .mixtures import GaussianMixture  # noqa: E402
 
