@@ -3,6 +3,8 @@ from .base import CountingTarget, Sampler
 from .registry import UnknownSamplerError, get, names, register
 from .exact import Exact, ExactConfig
 from .importance import Importance, ImportanceConfig
+from .mcmc import HMC, MALA, ULA, HMCConfig, MALAConfig, ULAConfig
 
 __all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
-           "Exact", "ExactConfig", "Importance", "ImportanceConfig"]
+           "Exact", "ExactConfig", "Importance", "ImportanceConfig",
+           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig"]

@@ -1,0 +1,215 @@
+"""ULA / MALA / HMC: exactness on Gaussians (and ULA's known bias), the funnel, adaptation,
+reproducibility, NFE, errors.
+
+Statistical tolerances come from the number of independent chains C (each test uses the final
+states of C chains, which are independent draws once the chains have mixed):
+  mean of coordinate i:      standard error σ_i / √C
+  covariance entry (i, j):   standard error √((Σ_ii Σ_jj + Σ_ij²) / C)   (Gaussian fourth moments)
+  variance from N values:    standard error v √(2 / N)
+The max over coordinates/entries of the standardised error is required below 4.5 (50 means) or 5
+(1275 covariance entries): under a correct sampler the chance of a false failure is < 1e-3.
+"""
+import math
+
+import pytest
+import torch
+
+import sampleflow as sf
+import sampleflow.samplers.mcmc as mcmc
+from sampleflow.samplers import kernels as K
+from sampleflow.targets.base import TargetInputError
+from sampleflow.targets.gaussian import Gaussian
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small matmuls are much faster on one thread on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _check_gaussian_moments(x, mean, cov):
+    x = x.double()
+    C = x.shape[0]
+    sd = cov.diagonal().sqrt()
+    z_mean = ((x.mean(0) - mean) / sd * math.sqrt(C)).abs().max()
+    se_cov = ((cov.diagonal()[:, None] * cov.diagonal()[None, :] + cov ** 2) / C).sqrt()
+    z_cov = ((torch.cov(x.T) - cov) / se_cov).abs().max()
+    assert z_mean < 4.5, f"max standardised mean error {float(z_mean):.2f}"
+    assert z_cov < 5.0, f"max standardised covariance error {float(z_cov):.2f}"
+    return float(z_mean), float(z_cov)
+
+
+# ---------------------------------------------------------------------- exactness on a 50-d Gaussian
+def test_mala_reproduces_correlated_gaussian_50d():
+    t = sf.targets.get("gaussian", dim=50)  # Σ_ij = 0.8^|i-j|, condition number ≈ 81
+    s = sf.sample(t, "mala", n=1000, seed=0, dtype="float64", n_warmup=500, n_steps=300)
+    assert s.x.shape == (1000, 50) and s.x.dtype == torch.float64
+    _check_gaussian_moments(s.x, t.mean, t.cov)
+    assert abs(s.info["acceptance_rate"] - 0.574) < 0.07
+    assert s.nfe == 1000 * (500 + 300 + 1)
+
+
+def test_hmc_reproduces_correlated_gaussian_50d():
+    t = sf.targets.get("gaussian", dim=50)
+    s = sf.sample(t, "hmc", n=1000, seed=1, dtype="float64", n_warmup=150, n_steps=150, n_leapfrog=10)
+    _check_gaussian_moments(s.x, t.mean, t.cov)
+    assert abs(s.info["acceptance_rate"] - 0.8) < 0.07
+    assert s.nfe == 1000 * (1 + 10 * (150 + 150))
+
+
+# ---------------------------------------------------------------------- ULA's exact bias vs MALA's exactness
+def _std_normal(d=10, sigma=1.0):
+    return Gaussian(torch.zeros(d), sigma ** 2)
+
+
+def test_ula_matches_its_biased_stationary_variance():
+    """For N(0, σ²) ULA's stationary variance is σ²/(1 − h/(2σ²)); σ = 1, h = 0.5 → 4/3, not 1.
+    5000 chains × 10 independent coordinates = 50 000 values: SE = (4/3)√(2/50000) ≈ 0.0084."""
+    h = 0.5
+    s = sf.sample(_std_normal(), "ula", n=5000, seed=2, dtype="float64", step_size=h, n_warmup=50, n_steps=30)
+    v = float((s.x ** 2).mean())
+    expected = 1.0 / (1.0 - h / 2)
+    assert abs(v - expected) < 0.04, v
+    assert s.nfe == 5000 * (50 + 30 + 1)
+
+
+def test_mala_removes_ula_bias_at_the_same_step():
+    """Same h = 0.5 with the MH correction (no adaptation): variance 1 (SE ≈ 0.0063), not 4/3."""
+    s = sf.sample(_std_normal(), "mala", n=5000, seed=3, dtype="float64", step_size=0.5,
+                  adapt_step_size=False, n_warmup=50, n_steps=30)
+    v = float((s.x ** 2).mean())
+    assert abs(v - 1.0) < 0.035, v
+    assert s.info["step_size"] == pytest.approx(0.5)
+
+
+def test_ula_kernel_preconditioned_and_per_chain_steps():
+    """Preconditioned ULA with scale s: stationary variance σ²/(1 − h s²/(2σ²)); per-chain steps:
+    chains with h = 0.2 and h = 1.0 reach 1/0.9 and 1/0.5 = 2."""
+    t = _std_normal(d=20)
+    g = torch.Generator().manual_seed(4)
+    C = 4000
+    h = torch.cat([torch.full((C // 2,), 0.2), torch.full((C // 2,), 1.0)]).double()
+    scale = torch.full((20,), 0.5, dtype=torch.float64)
+    st = K.init_state(torch.zeros(C, 20, dtype=torch.float64), t.log_prob_and_score)
+    st_p = st
+    for _ in range(60):
+        st = K.ula_step(st, t.log_prob_and_score, h, g)
+        st_p = K.ula_step(st_p, t.log_prob_and_score, 0.5, g, scale=scale)
+    v_lo, v_hi = float((st.x[: C // 2] ** 2).mean()), float((st.x[C // 2:] ** 2).mean())
+    v_p = float((st_p.x ** 2).mean())
+    # 40 000 values per group: SE ≈ v·0.007
+    assert abs(v_lo - 1 / 0.9) < 0.04 and abs(v_hi - 2.0) < 0.07, (v_lo, v_hi)
+    assert abs(v_p - 1 / (1 - 0.5 * 0.25 / 2)) < 0.03, v_p
+
+
+# ---------------------------------------------------------------------- Neal's funnel
+def test_hmc_funnel_neck_coordinate():
+    """Funnel d = 3, x₀ ~ N(0, 3²). HMC with a fixed step under-explores the neck (x₀ ≲ −4) — a known
+    difficulty (Neal 2003; Betancourt & Girolami 2015); with δ = 0.95, L = 20, jitter 0.5 it gets close.
+    1000 chains: SE(mean) = 0.095, SE(std) ≈ 0.067. Tolerances: |mean| < 0.35, |std − 3| < 0.35 (the
+    residual neck bias pulls the std down by ≈ 0.1–0.2). A non-adjusted or broken kernel misses this
+    (with δ = 0.8, L = 10 the same budget gives mean ≈ 0.4, std ≈ 2.6)."""
+    t = sf.targets.get("funnel", dim=3)
+    s = sf.sample(t, "hmc", n=1000, seed=5, dtype="float64", init="prior", n_warmup=300, n_steps=500,
+                  n_leapfrog=20, target_accept=0.95, jitter=0.5)
+    x0 = s.x[:, 0]
+    assert abs(float(x0.mean())) < 0.35, float(x0.mean())
+    assert abs(float(x0.std()) - 3.0) < 0.35, float(x0.std())
+    assert abs(s.info["acceptance_rate"] - 0.95) < 0.07
+
+
+# ---------------------------------------------------------------------- preconditioning
+def test_preconditioner_and_mass_matrix_estimated_from_warmup():
+    """Diagonal Gaussian with stds 0.1 … 10: the warm-up estimate of each std is within 15 %
+    (hundreds of thousands of correlated draws per coordinate); samples then match the moments."""
+    sd = torch.logspace(-1, 1, 8, dtype=torch.float64)
+    t = Gaussian(torch.zeros(8), sd ** 2)
+    for name, extra in (("mala", {"adapt_preconditioner": True}), ("hmc", {"adapt_mass": True, "n_leapfrog": 5})):
+        s = sf.sample(t, name, n=1000, seed=6, dtype="float64", n_warmup=400, n_steps=100, **extra)
+        est = torch.tensor(s.info["preconditioner_std"], dtype=torch.float64)
+        assert torch.allclose(est, sd, rtol=0.15), (name, est)
+        _check_gaussian_moments(s.x, t.mean, t.cov)
+        assert abs(s.info["acceptance_rate"] - s.info["target_accept"]) < 0.07, name
+
+
+# ---------------------------------------------------------------------- reproducibility, trajectory, dtype
+@pytest.mark.parametrize("name", ["ula", "mala", "hmc"])
+def test_same_seed_same_samples(name):
+    t = sf.targets.get("gaussian", dim=3)
+    kw = dict(n_warmup=20, n_steps=10)
+    a = sf.sample(t, name, n=50, seed=7, **kw)
+    b = sf.sample(t, name, n=50, seed=7, **kw)
+    c = sf.sample(t, name, n=50, seed=8, **kw)
+    assert torch.equal(a.x, b.x)
+    assert not torch.equal(a.x, c.x)
+    assert a.x.dtype == torch.get_default_dtype()
+    assert a.sampler == name and a.target == "gaussian" and a.wall_time > 0
+
+
+def test_trajectory_thinning_and_progress(monkeypatch):
+    monkeypatch.setenv("SAMPLEFLOW_PROGRESS", "1")
+    t = sf.targets.get("gaussian", dim=2)
+    s = sf.sample(t, "mala", n=16, seed=0, n_warmup=10, n_steps=25, keep_trajectory=True, thin=5)
+    assert s.trajectory.shape == (5, 16, 2)
+    assert torch.equal(s.trajectory[-1], s.x)
+    s2 = sf.sample(t, "mala", n=16, seed=0, n_warmup=10, n_steps=25)
+    assert s2.trajectory is None and torch.equal(s2.x, s.x)
+
+
+def test_hmc_nfe_and_init_points():
+    t = sf.targets.get("gaussian", dim=2)
+    x0 = torch.tensor([1.0, -1.0])
+    s = sf.sample(t, "hmc", n=7, seed=0, n_warmup=3, n_steps=4, n_leapfrog=3, init=x0)
+    assert s.nfe == 7 * (1 + 3 * 7)
+    with pytest.raises(ValueError, match="init"):
+        sf.sample(t, "hmc", n=7, seed=0, init=torch.zeros(5, 2))
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("name,field,value", [
+    ("ula", "step_size", -0.1), ("mala", "step_size", 0.0), ("hmc", "step_size", float("nan")),
+    ("hmc", "n_leapfrog", 0), ("mala", "target_accept", 1.0), ("hmc", "target_accept", -0.2),
+    ("mala", "n_steps", 0), ("ula", "n_warmup", -1), ("mala", "init", "uniform"), ("hmc", "jitter", 1.5),
+    ("ula", "dtype", "float16"),
+])
+def test_bad_config_names_the_field(name, field, value):
+    with pytest.raises(ValueError, match=field):
+        sf.sample(sf.targets.get("gaussian", dim=2), name, n=4, seed=0, **{field: value})
+
+
+def test_nonfinite_log_prob_at_initial_points():
+    def log_prob(x):
+        return torch.where(x[..., 0] > 0, torch.full_like(x[..., 0], -math.inf), -0.5 * (x ** 2).sum(-1))
+    t = sf.Target.from_log_prob(log_prob, dim=2)
+    for name in ("ula", "mala", "hmc"):
+        with pytest.raises(TargetInputError, match="initial points"):
+            sf.sample(t, name, n=32, seed=0, n_warmup=2, n_steps=2)
+
+
+def test_mala_rejects_nonfinite_proposals():
+    """A half-space target: proposals with log π̃ = −∞ are rejected, chains stay in the support."""
+    def log_prob(x):
+        return torch.where(x[..., 0] > 0, -0.5 * (x ** 2).sum(-1), torch.full_like(x[..., 0], -math.inf))
+    t = sf.Target.from_log_prob(log_prob, dim=2, box=([0.1, -2.0], [0.2, 2.0]))
+    s = sf.sample(t, "mala", n=64, seed=0, n_warmup=50, n_steps=50, init=torch.tensor([1.0, 0.0]))
+    assert bool((s.x[:, 0] > 0).all())
+    assert "n_nonfinite_chains" not in s.info
+
+
+def test_dual_averaging_converges_on_a_monotone_acceptance_curve():
+    """α(ε) = exp(−ε²): dual averaging must find ε* with α(ε*) = 0.65, i.e. ε* = √(−log 0.65)."""
+    da = K.dual_averaging_init(torch.tensor(1.0, dtype=torch.float64))
+    for _ in range(2000):
+        eps = torch.exp(da.log_step)
+        da = K.dual_averaging_update(da, torch.exp(-eps ** 2), 0.65)
+    assert float(torch.exp(da.log_step_avg)) == pytest.approx(math.sqrt(-math.log(0.65)), rel=0.02)
+
+
+def test_samplers_registered():
+    assert {"ula", "mala", "hmc"} <= set(sf.samplers.names())
+    cfg = mcmc.HMC.make_config("cpu")
+    assert cfg.n_leapfrog == 5 and cfg.target_accept == 0.8
+    assert mcmc.MALA.make_config().target_accept == 0.574
