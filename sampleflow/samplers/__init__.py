@@ -4,7 +4,8 @@ from .registry import UnknownSamplerError, get, names, register
 from .exact import Exact, ExactConfig
 from .importance import Importance, ImportanceConfig
 from .mcmc import HMC, MALA, ULA, HMCConfig, MALAConfig, ULAConfig
+from .pt import PT, PTConfig
 
 __all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
            "Exact", "ExactConfig", "Importance", "ImportanceConfig",
-           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig"]
+           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig"]
