@@ -5,7 +5,8 @@ from .exact import Exact, ExactConfig
 from .importance import Importance, ImportanceConfig
 from .mcmc import HMC, MALA, ULA, HMCConfig, MALAConfig, ULAConfig
 from .pt import PT, PTConfig
+from .svgd import SVGD, SVGDConfig
 
 __all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
            "Exact", "ExactConfig", "Importance", "ImportanceConfig",
-           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig"]
+           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig", "SVGD", "SVGDConfig"]
