@@ -6,7 +6,8 @@ from .importance import Importance, ImportanceConfig
 from .mcmc import HMC, MALA, ULA, HMCConfig, MALAConfig, ULAConfig
 from .pt import PT, PTConfig
 from .svgd import SVGD, SVGDConfig
+from .smc import AIS, SMC, AISConfig, SMCConfig
 
 __all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
            "Exact", "ExactConfig", "Importance", "ImportanceConfig",
-           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig", "SVGD", "SVGDConfig"]
+           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig", "SVGD", "SVGDConfig", "AIS", "AISConfig", "SMC", "SMCConfig"]
