@@ -1,8 +1,10 @@
-"""``make demo``: score exact samples and deliberately poor samplers on two targets, print the table.
+"""``make demo``: score exact samples, classical baselines and deliberately poor samplers on two
+targets, print the table.
 
 The poor samplers are importance samplers whose proposal is a narrow Gaussian at the origin: on the
-9-mode mixture it sees mostly the centre mode; on the funnel it misses the neck and the wide mouth. The
-table shows what the metrics make of that. (The benchmark suite replaces this with the `quick` suite.)
+9-mode mixture it sees mostly the centre mode; on the funnel it misses the neck and the wide mouth.
+Adaptive tempered SMC and MALA/HMC (at their "cpu" presets) show what the baselines reach on the same
+targets. (The benchmark suite replaces this with the `quick` suite.)
 """
 from __future__ import annotations
 
@@ -19,16 +21,20 @@ from .targets import get
 
 __all__ = ["run_demo", "DEMO_RUNS"]
 
-# (target name, label, sampler name, sampler options)
+# (target name, label, sampler name, options for sampleflow.sample: preset and sampler config fields)
 DEMO_RUNS = [
     ("gmm9", "exact", "exact", {}),
+    ("gmm9", "smc", "smc", {"preset": "cpu"}),
+    ("gmm9", "mala", "mala", {"preset": "cpu"}),
     ("gmm9", "IS, wide Student-t proposal", "importance", {"proposal": "student_t", "loc": 0.0, "scale": 4.0}),
     ("gmm9", "IS, narrow proposal (poor)", "importance", {"proposal": "gaussian", "loc": 0.0, "scale": 1.0}),
     ("funnel", "exact", "exact", {}),
+    ("funnel", "smc", "smc", {"preset": "cpu"}),
+    ("funnel", "hmc", "hmc", {"preset": "cpu", "init": "prior"}),
     ("funnel", "IS, narrow proposal (poor)", "importance", {"proposal": "gaussian", "loc": 0.0, "scale": 1.0}),
 ]
 
-COLUMNS = ["target", "sampler", "n", "log_Z_error", "ess", "sinkhorn", "mmd", "energy", "mean_error",
+COLUMNS = ["target", "sampler", "n", "nfe", "log_Z_error", "ess", "sinkhorn", "mmd", "energy", "mean_error",
            "std_error", "emc", "wall_time"]
 
 
