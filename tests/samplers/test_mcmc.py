@@ -21,15 +21,6 @@ from sampleflow.targets.base import TargetInputError
 from sampleflow.targets.gaussian import Gaussian
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matmuls are much faster on one thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _check_gaussian_moments(x, mean, cov):
     x = x.double()
     C = x.shape[0]

@@ -17,15 +17,6 @@ from sampleflow.samplers.pt import PT, PTConfig, geometric_ladder, swap_round
 from sampleflow.targets.base import TargetInputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matmuls are much faster on one thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def gmm9():
     return sf.targets.get("gmm9")

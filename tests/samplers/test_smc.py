@@ -17,15 +17,6 @@ from sampleflow.targets.gaussian import Gaussian
 MANYWELL_LOG_Z = 164.6956753132
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matmuls are much faster on one thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------- systematic resampling
 def test_systematic_resample_counts_are_floor_or_ceil_of_n_w():
     g = torch.Generator().manual_seed(0)

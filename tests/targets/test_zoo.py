@@ -45,16 +45,6 @@ MIX_IDS = [IDS[VARIANTS.index(nv)] for nv in MIXTURES]
 _cache: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: on a shared 2-core machine, intra-op threads mostly wait on each other
-    (seen: 3× slower). One thread for this module, restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def target(name, params):
     key = (name, tuple(sorted(params.items())))
     if key not in _cache:
