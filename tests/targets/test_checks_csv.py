@@ -6,7 +6,6 @@ equal that formula exactly, with log Z carrying the constant.
 """
 from __future__ import annotations
 
-import csv
 import math
 import re
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 import sampleflow.targets as T
+from tests.targets.checks import check_point, check_rows
 from sampleflow.targets import data
 
 
@@ -40,12 +40,7 @@ def _spec(name: str):
     return reg, params, (1e-6 if reg == "gmm9" else 1e-9)
 
 
-def _rows():
-    with open(data.path("logdensity_checks.csv"), newline="") as f:
-        return list(csv.DictReader(f))
-
-
-ROWS = _rows()
+ROWS = check_rows()
 OURS = [r for r in ROWS if _spec(r["target"]) is not None]
 ZOO_PREFIXES = ("funnel", "gmm", "mog", "mos", "manywell", "multiwell")
 
@@ -57,21 +52,12 @@ def test_every_zoo_row_is_checked():
                                                       "manywell", "multiwell"}
 
 
-def _point(row) -> torch.Tensor:
-    d = int(row["dim"])
-    k = np.arange(d, dtype=np.float64)
-    base = np.zeros(d)
-    if row["base_file"]:
-        base = np.asarray(data.load_array(row["base_file"]), dtype=np.float64)[int(row["base_row"])].reshape(d)
-    return torch.as_tensor(base + float(row["c"]) + float(row["s"]) * np.cos(0.7 * k), dtype=torch.float64)
-
-
 @pytest.mark.parametrize("row", OURS, ids=[f"{r['target']}-c{r['c']}-s{r['s']}" for r in OURS])
 def test_log_density_check_value(row):
     reg, params, rel = _spec(row["target"])
     t = T.get(reg, **params)
     assert t.dim == int(row["dim"])
-    x = _point(row)
+    x = check_point(row)
     want = float(row["log_density"])
     got = float(t.log_prob(x))
     assert math.isclose(got, want, rel_tol=rel, abs_tol=0.0), (got, want)

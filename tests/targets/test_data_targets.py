@@ -2,7 +2,6 @@
 values and reference files of the shared data folder (TARGETS.md §2–§6)."""
 from __future__ import annotations
 
-import csv
 import math
 import time
 
@@ -15,6 +14,7 @@ import sampleflow.targets.hierarchical  # noqa: F401  (registers)
 import sampleflow.targets.logistic  # noqa: F401
 import sampleflow.targets.particles  # noqa: F401
 import sampleflow.targets.robot  # noqa: F401
+from tests.targets.checks import check_point, check_rows
 from sampleflow.targets import data
 from sampleflow.targets.logistic import BreastCancer
 
@@ -41,21 +41,11 @@ CSV_NAME = {"lgcp_pines_40x40": "lgcp"}
 
 
 def _rows():
-    with open(data.path("logdensity_checks.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = check_rows()
     return [r for r in rows if CSV_NAME.get(r["target"], r["target"]) in NAMES + ["breast_cancer_flat_prior"]]
 
 
 ROWS = _rows()
-
-
-def _point(row) -> torch.Tensor:
-    d = int(row["dim"])
-    k = np.arange(d, dtype=np.float64)
-    base = np.zeros(d)
-    if row["base_file"]:
-        base = np.asarray(data.load_array(row["base_file"]), dtype=np.float64)[int(row["base_row"])].reshape(d)
-    return torch.as_tensor(base + float(row["c"]) + float(row["s"]) * np.cos(0.7 * k), dtype=torch.float64)
 
 
 def test_every_data_target_has_check_rows():
@@ -68,7 +58,7 @@ def test_every_data_target_has_check_rows():
 def test_log_density_check_value(row):
     t = target(CSV_NAME.get(row["target"], row["target"]))
     assert t.dim == int(row["dim"])
-    x = _point(row)
+    x = check_point(row)
     want = float(row["log_density"])
     got = t.log_prob(x)
     assert got.dtype == torch.float64 and got.shape == ()
