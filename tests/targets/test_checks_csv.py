@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import pytest
 import torch
 
 import sampleflow.targets as T
 from tests.targets.checks import check_point, check_rows
-from sampleflow.targets import data
 
 
 def _spec(name: str):
