@@ -56,18 +56,20 @@ def _add_target_args(p):
 
 def cmd_targets(args) -> int:
     from .tables import text_table
-    from .targets import entries
+    from .targets import entries, get
     from .targets.data import DataFileError
     rows = []
     for e in entries():
         for params in e.variants:
             label = e.name + "".join(f" {k}={v}" for k, v in params.items())
             try:
-                d = e.factory(**params).describe()
+                d = get(e.name, **params).describe()
             except DataFileError as err:  # a missing data file should not hide the rest of the list
                 d = {"dim": None, "log_Z": None, "log_Z_source": f"needs a data file: {err.file} "
                                                                   "(see `sampleflow data list`)"}
             log_z = None if d["log_Z"] is None else f"{d['log_Z']:.10g}"
+            if d.get("log_Z_error"):
+                log_z += f" ± {d['log_Z_error']:.2g}"
             rows.append({"target": label, "dim": d["dim"], "log Z": log_z,
                          "log Z source": d.get("log_Z_source"), "exact samples": d.get("exact_sampler"),
                          "reference samples": d.get("reference_samples")})

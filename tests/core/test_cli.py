@@ -55,3 +55,12 @@ def test_clear_errors(tmp_path, capsys):
     np.savez(tmp_path / "s.npz", x=np.zeros((4, 3)))
     assert main(["evaluate", str(tmp_path / "s.npz"), "--target", "gmm9"]) == 2
     assert "dimension 3" in capsys.readouterr().err
+
+
+def test_targets_listing_shows_reference_log_z(capsys):
+    from sampleflow.targets.reference_values import REFERENCE_LOG_Z
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    for name, ref in REFERENCE_LOG_Z.items():
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert f"{ref.value:.10g}" in line and "reference_log_z.py" in line
