@@ -47,11 +47,11 @@ from .registry import register
 
 __all__ = ["ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig"]
 
-_DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64}
+DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64}
 
 
-def _check_common(c) -> None:
-    """Validation shared by the three configs; each error names the field."""
+def check_chain_config(c) -> None:
+    """Validation shared by the chain samplers' configs; each error names the field."""
     if not (isinstance(c.step_size, (int, float)) and not isinstance(c.step_size, bool)
             and math.isfinite(c.step_size) and c.step_size > 0):
         raise ValueError(f"step_size must be a positive finite number, got {c.step_size!r}")
@@ -66,7 +66,7 @@ def _check_common(c) -> None:
         raise ValueError(f"init must be 'box', 'prior' or a tensor of initial points, got {type(c.init).__name__}")
     if not (isinstance(c.init_scale, (int, float)) and c.init_scale > 0 and math.isfinite(c.init_scale)):
         raise ValueError(f"init_scale must be a positive finite number, got {c.init_scale!r}")
-    if c.dtype not in _DTYPES:
+    if c.dtype not in DTYPES:
         raise ValueError(f"dtype must be None, 'float32' or 'float64', got {c.dtype!r}")
     ta = getattr(c, "target_accept", None)
     if ta is not None and not (isinstance(ta, (int, float)) and 0.0 < ta < 1.0):
@@ -74,7 +74,20 @@ def _check_common(c) -> None:
 
 
 @dataclass
-class ULAConfig:
+class ChainOptions:
+    """Options shared by the chain samplers (ULA, MALA, HMC, PT): init: "box" | "prior" | tensor of
+    initial points; init_scale: std of the "prior" init; keep_trajectory / thin: store every
+    ``thin``-th state of the sampling phase; dtype: None (torch default), "float32", "float64"."""
+
+    init: Any = "box"
+    init_scale: float = 1.0
+    keep_trajectory: bool = False
+    thin: int = 10
+    dtype: str | None = None
+
+
+@dataclass
+class ULAConfig(ChainOptions):
     """step_size: h (fixed). n_warmup: burn-in iterations. n_steps: iterations after burn-in.
     init: "box" | "prior" | tensor; init_scale: std of the "prior" init. adapt_preconditioner:
     estimate S = diag(std) in burn-in (h is then rescaled to h/min(std)², keeping
@@ -86,19 +99,14 @@ class ULAConfig:
     step_size: float = 0.01
     n_warmup: int = 1000
     n_steps: int = 1000
-    init: Any = "box"
-    init_scale: float = 1.0
     adapt_preconditioner: bool = False
-    keep_trajectory: bool = False
-    thin: int = 10
-    dtype: str | None = None
 
     def __post_init__(self):
-        _check_common(self)
+        check_chain_config(self)
 
 
 @dataclass
-class MALAConfig:
+class MALAConfig(ChainOptions):
     """step_size: initial h (adapted in warm-up when adapt_step_size). target_accept: δ of the dual
     averaging (0.574, Roberts & Rosenthal 1998). Other fields as :class:`ULAConfig`."""
 
@@ -108,18 +116,13 @@ class MALAConfig:
     target_accept: float = 0.574
     adapt_step_size: bool = True
     adapt_preconditioner: bool = False
-    init: Any = "box"
-    init_scale: float = 1.0
-    keep_trajectory: bool = False
-    thin: int = 10
-    dtype: str | None = None
 
     def __post_init__(self):
-        _check_common(self)
+        check_chain_config(self)
 
 
 @dataclass
-class HMCConfig:
+class HMCConfig(ChainOptions):
     """step_size: initial leapfrog step ε (adapted in warm-up when adapt_step_size). n_leapfrog: L.
     target_accept: δ (0.8, Stan's default). adapt_mass: estimate a diagonal inverse mass matrix
     M⁻¹ = diag(var) in warm-up. jitter: per-chain step ε·U(1 − jitter, 1 + jitter) each iteration.
@@ -133,14 +136,9 @@ class HMCConfig:
     adapt_step_size: bool = True
     adapt_mass: bool = False
     jitter: float = 0.1
-    init: Any = "box"
-    init_scale: float = 1.0
-    keep_trajectory: bool = False
-    thin: int = 10
-    dtype: str | None = None
 
     def __post_init__(self):
-        _check_common(self)
+        check_chain_config(self)
         if not isinstance(self.n_leapfrog, int) or isinstance(self.n_leapfrog, bool) or self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be an integer >= 1, got {self.n_leapfrog!r}")
         if not (isinstance(self.jitter, (int, float)) and 0.0 <= self.jitter < 1.0):
@@ -183,7 +181,7 @@ class _MCMC(Sampler):
         n = self._check_n(n)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")
-        dtype = _DTYPES[c.dtype] or torch.get_default_dtype()
+        dtype = DTYPES[c.dtype] or torch.get_default_dtype()
         counted = CountingTarget(self.target)
         f = counted.log_prob_and_score
         W, total = c.n_warmup, c.n_warmup + c.n_steps

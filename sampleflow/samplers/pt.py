@@ -52,11 +52,11 @@ from ..progress import progress
 from ..samples import Samples
 from . import kernels as K
 from .base import CountingTarget, Sampler, Timer
+from .mcmc import DTYPES, ChainOptions, check_chain_config
 from .registry import register
 
 __all__ = ["PT", "PTConfig", "geometric_ladder"]
 
-_DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64}
 
 
 def geometric_ladder(n_temperatures: int, min_beta: float) -> list[float]:
@@ -75,7 +75,7 @@ def _is_pos(v) -> bool:
 
 
 @dataclass
-class PTConfig:
+class PTConfig(ChainOptions):
     """n_temperatures: K (>= 1; 1 is plain MALA). min_beta: smallest inverse temperature, in (0, 1).
     betas: optional explicit ladder (strictly decreasing, first 1, all > 0); overrides
     n_temperatures / min_beta. n_warmup / n_steps: iterations (one MALA step each) of warm-up
@@ -93,11 +93,6 @@ class PTConfig:
     swap_every: int = 1
     target_accept: float = 0.574
     adapt_step_size: bool = True
-    init: Any = "box"
-    init_scale: float = 1.0
-    keep_trajectory: bool = False
-    thin: int = 10
-    dtype: str | None = None
 
     def __post_init__(self):
         if not _is_int(self.n_temperatures, 1):
@@ -112,24 +107,9 @@ class PTConfig:
             if (not b or b[0] != 1.0 or any(not (math.isfinite(v) and v > 0) for v in b)
                     or any(b[i + 1] >= b[i] for i in range(len(b) - 1))):
                 raise ValueError(f"betas must be strictly decreasing, start at 1 and be > 0, got {self.betas!r}")
-        if not _is_pos(self.step_size):
-            raise ValueError(f"step_size must be a positive finite number, got {self.step_size!r}")
-        for name, low in (("n_steps", 1), ("n_warmup", 0), ("thin", 1), ("swap_every", 1)):
-            v = getattr(self, name)
-            if not _is_int(v, low):
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        if not (isinstance(self.target_accept, (int, float)) and 0.0 < self.target_accept < 1.0):
-            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}")
-        if isinstance(self.init, str):
-            if self.init not in ("box", "prior"):
-                raise ValueError(f"init must be 'box', 'prior' or a tensor of initial points, got {self.init!r}")
-        elif not isinstance(self.init, (torch.Tensor, list, tuple)):
-            raise ValueError(f"init must be 'box', 'prior' or a tensor of initial points, "
-                             f"got {type(self.init).__name__}")
-        if not _is_pos(self.init_scale):
-            raise ValueError(f"init_scale must be a positive finite number, got {self.init_scale!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        check_chain_config(self)
+        if not _is_int(self.swap_every, 1):
+            raise ValueError(f"swap_every must be an integer >= 1, got {self.swap_every!r}")
 
     def ladder(self) -> list[float]:
         if self.betas is not None:
@@ -200,7 +180,7 @@ class PT(Sampler):
         n = self._check_n(n)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")
-        dtype = _DTYPES[c.dtype] or torch.get_default_dtype()
+        dtype = DTYPES[c.dtype] or torch.get_default_dtype()
         ladder = c.ladder()
         Kt, d = len(ladder), self.target.dim
         beta = torch.tensor(ladder, dtype=dtype, device=device)

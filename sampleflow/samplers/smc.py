@@ -51,7 +51,7 @@ from ..progress import progress
 from ..samples import Samples
 from . import kernels as K
 from .base import CountingTarget, Sampler, Timer
-from .mcmc import _DTYPES
+from .mcmc import DTYPES
 from .registry import register
 
 __all__ = ["AIS", "AISConfig", "SMC", "SMCConfig", "systematic_resample", "conditional_ess", "ess_fraction",
@@ -204,7 +204,7 @@ def _check_common(c) -> None:
             raise ValueError(f"{name} must be None, a finite number or a finite (d,) vector, got {v!r}")
     if c.ref_scale is not None and not bool((torch.as_tensor(c.ref_scale, dtype=torch.float64) > 0).all()):
         raise ValueError(f"ref_scale must be positive, got {c.ref_scale!r}")
-    if c.dtype not in _DTYPES:
+    if c.dtype not in DTYPES:
         raise ValueError(f"dtype must be None, 'float32' or 'float64', got {c.dtype!r}")
 
 
@@ -288,7 +288,7 @@ class _Annealed(Sampler):
     def _start(self, n, generator):
         c = self.config
         self._device = generator.device if generator is not None else torch.device("cpu")
-        self._dtype = _DTYPES[c.dtype] or torch.get_default_dtype()
+        self._dtype = DTYPES[c.dtype] or torch.get_default_dtype()
         self._counted = CountingTarget(self.target)
         self._ref = self._reference(self._dtype, self._device)
         x = self._ref.sample(n, generator, self._dtype, self._device)
