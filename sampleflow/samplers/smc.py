@@ -180,7 +180,26 @@ def _check_int(c, name: str, low: int) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
-def _check_common(c) -> None:
+@dataclass
+class MoveOptions:
+    """Options shared by AIS and SMC: the MCMC moves at each temperature and the Gaussian reference p₀
+    (documented in :class:`AISConfig`)."""
+
+    n_mcmc_steps: int = 5
+    kernel: str = "mala"
+    n_leapfrog: int = 5
+    step_size: float = 0.1
+    target_accept: float | None = None
+    adapt_rate: float = 1.0
+    ref_loc: Any = None
+    ref_scale: Any = None
+    dtype: str | None = None
+
+    def __post_init__(self):
+        _check_moves(self)
+
+
+def _check_moves(c) -> None:
     """Validation shared by AISConfig and SMCConfig; each error names the field."""
     if c.kernel not in ("mala", "hmc"):
         raise ValueError(f"kernel must be 'mala' or 'hmc', got {c.kernel!r}")
@@ -209,7 +228,7 @@ def _check_common(c) -> None:
 
 
 @dataclass
-class AISConfig:
+class AISConfig(MoveOptions):
     """n_temps: T, the number of temperatures after β₀ = 0. schedule: "linear" (β_t = t/T) or
     "geometric" (β_1..β_T log-spaced from beta_min to 1). n_mcmc_steps: MCMC moves per temperature.
     kernel: "mala" | "hmc" (n_leapfrog leapfrog steps). step_size: initial step (adapted by
@@ -220,18 +239,9 @@ class AISConfig:
     n_temps: int = 100
     schedule: str = "geometric"
     beta_min: float = 1e-4
-    n_mcmc_steps: int = 5
-    kernel: str = "mala"
-    n_leapfrog: int = 5
-    step_size: float = 0.1
-    target_accept: float | None = None
-    adapt_rate: float = 1.0
-    ref_loc: Any = None
-    ref_scale: Any = None
-    dtype: str | None = None
 
     def __post_init__(self):
-        _check_common(self)
+        super().__post_init__()
         _check_int(self, "n_temps", 1)
         if self.schedule not in ("linear", "geometric"):
             raise ValueError(f"schedule must be 'linear' or 'geometric', got {self.schedule!r}")
@@ -240,7 +250,7 @@ class AISConfig:
 
 
 @dataclass
-class SMCConfig:
+class SMCConfig(MoveOptions):
     """cess_target: the normalised conditional ESS CESS/n each new temperature is chosen to give
     (0.95; closer to 1 = more temperatures, lower variance of log Ẑ, more NFE). resample_threshold:
     resample (systematic) when ESS/n of the current weights < this (0.5); 0 never, 1 always.
@@ -251,19 +261,10 @@ class SMCConfig:
     cess_target: float = 0.95
     resample_threshold: float = 0.5
     max_temperatures: int = 1000
-    n_mcmc_steps: int = 5
-    kernel: str = "mala"
-    n_leapfrog: int = 5
-    step_size: float = 0.1
-    target_accept: float | None = None
-    adapt_rate: float = 1.0
     final_resample: bool = False
-    ref_loc: Any = None
-    ref_scale: Any = None
-    dtype: str | None = None
 
     def __post_init__(self):
-        _check_common(self)
+        super().__post_init__()
         _check_int(self, "max_temperatures", 1)
         if not (_is_num(self.cess_target) and 0.0 < self.cess_target < 1.0):
             raise ValueError(f"cess_target must lie in (0, 1), got {self.cess_target!r}")
