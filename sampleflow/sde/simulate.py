@@ -1,0 +1,138 @@
+"""Simulate a discrete diffusion path and accumulate its log Radon–Nikodym derivative (eq. (1) of
+:mod:`sampleflow.sde.paths`).
+
+Three gradient modes, one loop:
+
+* ``"none"`` — no graph at all (evaluation, sampling);
+* ``"detached"`` — the trajectory is simulated with its points detached, and only the control values
+  (and any learned path parameter such as CMCD's step) carry a graph into log w: this is what the
+  log-variance and trajectory-balance losses differentiate (Richter & Berner 2024 §4; Malkin et al. 2023).
+  No graph is built through the solver: each step's graph is independent of the previous steps';
+* ``"reparam"`` — the reparametrised trajectory keeps its full graph (the points depend on the
+  parameters through the drift), as the reverse-KL loss needs (Zhang & Chen 2022; Berner et al. 2022).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .paths import DiffusionPath, transition_log_ratio
+
+__all__ = ["PathSample", "simulate", "MODES"]
+
+MODES = ("none", "detached", "reparam")
+
+
+@dataclass
+class PathSample:
+    """Result of one batch of simulated trajectories."""
+    x: torch.Tensor                    # X_K, (n, d), detached
+    log_w: torch.Tensor                # (n,), with a graph in modes "detached" / "reparam"
+    x0: torch.Tensor                   # X_0, detached
+    target_log_prob: torch.Tensor      # log π̃(X_K), detached
+    trajectory: torch.Tensor | None = None   # (K+1, n, d), detached, when asked for
+
+
+def _needs(control) -> bool:
+    return control is not None and bool(getattr(control, "needs_target_score", False))
+
+
+class _Controls:
+    """Evaluates the controls (and the scores they and the path need) at one grid point."""
+
+    def __init__(self, path, target, control, backward_control, mode, autocast_dtype):
+        self.path, self.target = path, target
+        self.control, self.backward_control = control, backward_control
+        self.mode = mode
+        self.score_for_control = _needs(control) or _needs(backward_control)
+        self.autocast_dtype = autocast_dtype
+        self.prior_has_score = not path.prior_is_point
+
+    def _net(self, net, x, t, score):
+        prior_score = self.path.prior_score(x) if self.prior_has_score else None
+        if self.autocast_dtype is None:
+            return net(x, t, score=score, prior_score=prior_score)
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
+            out = net(x, t, score=score, prior_score=prior_score)
+        return out.to(x.dtype)
+
+    def score(self, x):
+        return self.target.score(x)
+
+    def at(self, k, x, *, need_u: bool, need_v: bool, need_score: bool, final: bool = False):
+        """(score, u, v, log π̃ when final) at (x, t_k)."""
+        t = self.path.times(x)[k]
+        score = log_prob = None
+        if final:
+            if need_score:
+                log_prob, score = self.target.log_prob_and_score(x)
+            else:
+                log_prob = self.target.log_prob(x)
+        elif need_score:
+            score = self.score(x)
+        u = self._net(self.control, x, t, score) if need_u else None
+        v = self._net(self.backward_control, x, t, score) if need_v else None
+        return score, u, v, log_prob
+
+
+def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator | None = None,
+             n: int | None = None, x0: torch.Tensor | None = None, backward_control=None,
+             mode: str = "none", dtype=torch.float32, device=None, return_trajectory: bool = False,
+             autocast_dtype=None) -> PathSample:
+    """Simulate ``n`` trajectories of the model chain of ``path`` driven by ``control`` (and, for a
+    bridge, ``backward_control``) and return X_K with log w of eq. (1).
+
+    ``target`` provides ``log_prob``, ``score`` and ``log_prob_and_score`` (a Target or a
+    :class:`~sampleflow.samplers.base.CountingTarget`). ``control(x, t, score=, prior_score=)`` is a
+    module from :mod:`sampleflow.nn.parametrisations` (``needs_target_score`` says whether it uses
+    ∇log π̃). ``x0`` fixes the start points (per-start-point losses); otherwise they are drawn from the
+    prior. ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the networks under autocast; the path
+    arithmetic stays in ``dtype``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if path.has_backward_control and backward_control is None:
+        raise ValueError(f"{type(path).__name__} has a learned backward control: pass backward_control")
+    if x0 is None:
+        if n is None:
+            raise ValueError("give n (number of trajectories) or x0 (start points)")
+        x = path.prior_sample(int(n), generator, dtype, device)
+    else:
+        if x0.ndim != 2 or x0.shape[1] != path.dim:
+            raise ValueError(f"x0 must have shape (n, {path.dim}), got {tuple(x0.shape)}")
+        x = x0.to(dtype=dtype)
+    K, d = path.n_steps, path.dim
+    n_rows = x.shape[0]
+    ctx = torch.no_grad() if mode == "none" else contextlib.nullcontext()
+    ev = _Controls(path, target, control, backward_control if path.has_backward_control else None, mode,
+                   autocast_dtype)
+    score_at_points = path.needs_score or ev.score_for_control
+    v_needed = path.has_backward_control
+    with ctx:
+        x_start = x.detach()
+        log_w = -path.prior_log_prob(x)
+        traj = [x_start] if return_trajectory else None
+        score, u, _, _ = ev.at(0, x, need_u=True, need_v=False, need_score=score_at_points)
+        target_log_prob = None
+        for k in range(K):
+            fwd = path.forward(k, x, score, u)
+            noise = torch.randn(n_rows, d, generator=generator, dtype=x.dtype, device=x.device)
+            x_next = fwd[0] + fwd[1] * noise
+            if mode == "detached":
+                x_next = x_next.detach()
+            final = k == K - 1
+            need_u_next = (not final) or path.backward_uses_forward_control
+            need_score_next = (path.needs_score or (ev.score_for_control and (need_u_next or v_needed)))
+            score_n, u_n, v_n, lp = ev.at(k + 1, x_next, need_u=need_u_next, need_v=v_needed,
+                                          need_score=need_score_next, final=final)
+            bwd = path.backward(k, x_next, score_n, u_n if path.backward_uses_forward_control else None, v_n)
+            log_w = log_w + transition_log_ratio(x, x_next, fwd, bwd)
+            if final:
+                target_log_prob = lp
+            x, score, u = x_next, score_n, u_n
+            if return_trajectory:
+                traj.append(x.detach())
+        log_w = log_w + target_log_prob
+    return PathSample(x=x.detach(), log_w=log_w, x0=x_start, target_log_prob=target_log_prob.detach(),
+                      trajectory=torch.stack(traj) if return_trajectory else None)
