@@ -10,7 +10,11 @@ and returns the n final states. The kernels (equations and papers) are in :mod:`
 * ``hmc``  Hamiltonian Monte Carlo with L leapfrog steps (Neal 2011); step size tuned in warm-up to
   acceptance 0.8 (Stan's default δ; the asymptotically optimal 0.651 of Beskos et al., Bernoulli 2013,
   is less robust on targets with varying curvature such as the funnel). The step is jittered per chain
-  and iteration by a factor U(1 − jitter, 1 + jitter) (Neal 2011, §5.4.2.2) to avoid periodic orbits.
+  and iteration by a factor U(1 − jitter, 1 + jitter) (Neal 2011, §5.4.2.2) to avoid periodic orbits;
+  optionally (``log_jitter`` > 0) also by a log-uniform factor exp(U(−log_jitter, log_jitter)), so that
+  some iterations use a step small enough for the narrowest region (the funnel's neck). A step drawn
+  independently of the state leaves π invariant (each fixed step gives a π-invariant kernel; the draw
+  mixes them). During warm-up the dual averaging adapts the centre ε of the jitter distribution.
 
 Step-size adaptation: dual averaging (Hoffman & Gelman, JMLR 2014, Algorithm 5; γ = 0.05, t₀ = 10,
 κ = 0.75, μ = log(10 ε₀)) on the *mean acceptance probability over chains*: one step size shared by
@@ -126,7 +130,9 @@ class HMCConfig(ChainOptions):
     """step_size: initial leapfrog step ε (adapted in warm-up when adapt_step_size). n_leapfrog: L.
     target_accept: δ (0.8, Stan's default). adapt_mass: estimate a diagonal inverse mass matrix
     M⁻¹ = diag(var) in warm-up. jitter: per-chain step ε·U(1 − jitter, 1 + jitter) each iteration.
-    Other fields as :class:`ULAConfig`."""
+    log_jitter: additionally multiply the per-chain step by exp(U(−log_jitter, log_jitter)) (0 = off, the
+    default): a log-uniform random step spanning several scales, for targets whose curvature varies by orders
+    of magnitude (Neal's funnel). Other fields as :class:`ULAConfig`."""
 
     step_size: float = 0.1
     n_leapfrog: int = 10
@@ -136,9 +142,13 @@ class HMCConfig(ChainOptions):
     adapt_step_size: bool = True
     adapt_mass: bool = False
     jitter: float = 0.1
+    log_jitter: float = 0.0
 
     def __post_init__(self):
         check_chain_config(self)
+        if not (isinstance(self.log_jitter, (int, float)) and not isinstance(self.log_jitter, bool)
+                and math.isfinite(self.log_jitter) and self.log_jitter >= 0.0):
+            raise ValueError(f"log_jitter must be a finite number >= 0, got {self.log_jitter!r}")
         if not isinstance(self.n_leapfrog, int) or isinstance(self.n_leapfrog, bool) or self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be an integer >= 1, got {self.n_leapfrog!r}")
         if not (isinstance(self.jitter, (int, float)) and 0.0 <= self.jitter < 1.0):
@@ -289,5 +299,8 @@ class HMC(_MCMC):
         if c.jitter > 0:
             u = torch.rand(state.x.shape[0], generator=generator, dtype=state.x.dtype, device=state.x.device)
             h = h * (1.0 + c.jitter * (2.0 * u - 1.0))
+        if c.log_jitter > 0:
+            u = torch.rand(state.x.shape[0], generator=generator, dtype=state.x.dtype, device=state.x.device)
+            h = h * torch.exp(c.log_jitter * (2.0 * u - 1.0))
         inv_mass = None if precond_std is None else precond_std * precond_std
         return K.hmc_step(state, f, h, c.n_leapfrog, generator, inv_mass=inv_mass)

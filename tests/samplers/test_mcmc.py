@@ -112,6 +112,38 @@ def test_hmc_funnel_neck_coordinate():
     assert abs(s.info["acceptance_rate"] - 0.95) < 0.07
 
 
+def test_hmc_funnel_d10_first_coordinate_with_log_uniform_step_jitter():
+    """The benchmark funnel, d = 10, x₀ ~ N(0, 3²) exactly. The neck (x₀ ≈ −6: conditional scale e^{−3} ≈ 0.05)
+    and the mouth (x₀ ≈ 6: scale e³ ≈ 20) need step sizes 400× apart, so one adapted step misses the neck: with
+    L = 15, δ = 0.8, jitter 0.5 alone, 500 chains × 500 iterations give mean ≈ 0.3–0.4, std ≈ 2.6–2.7
+    (seeds 5, 6; δ = 0.95 on a larger budget: mean ≈ 0.8, std ≈ 2.4 reported). Drawing the step per chain
+    and iteration from a wide log-uniform law, ε·exp(U(−2, 2)) (``log_jitter=2``; a random step independent
+    of the state keeps π invariant, Neal 2011 §5.4.2.2), lets chains enter and leave the neck: measured
+    mean −0.05…0.04, std 2.88–2.92, P(x₀ < −3) = 0.154–0.156 (exact 0.159) over seeds 5–7, ~8 s.
+
+    1000 independent chains (the final states), started at N(0, I) (narrower than the target in x₀, so a
+    chain that does not move cannot pass): SE(mean) = 0.095, SE(std) ≈ 0.067, SE(P) ≈ 0.012. Tolerances:
+    |mean| < 0.4 (≈ 4 SE; a neck-missing sampler is biased by +0.3…+0.8), |std − 3| < 12 % = 0.36
+    (≈ 5 SE; the residual neck deficit is ≈ 3–4 %), |P(x₀ < −3) − 0.159| < 0.04, acceptance within 0.07 of δ.
+    (MALA, which has no step jitter, does not meet these: 500 chains × 3000 iterations give mean ≈ 0.4–0.5,
+    std ≈ 2.1.)"""
+    t = sf.targets.get("funnel", dim=10)
+    s = sf.sample(t, "hmc", n=1000, seed=5, dtype="float64", init="prior", n_warmup=200, n_steps=300,
+                  n_leapfrog=15, target_accept=0.8, jitter=0.5, log_jitter=2.0)
+    x0 = s.x[:, 0]
+    numbers = (float(x0.mean()), float(x0.std()), float((x0 < -3).double().mean()), s.info["acceptance_rate"])
+    assert abs(numbers[0]) < 0.4, numbers
+    assert abs(numbers[1] - 3.0) < 0.12 * 3.0, numbers
+    assert abs(numbers[2] - 0.158655) < 0.04, numbers
+    assert abs(numbers[3] - 0.8) < 0.07, numbers
+
+
+def test_hmc_log_jitter_validation_and_default_off():
+    assert sf.samplers.get("hmc").Config().log_jitter == 0.0
+    with pytest.raises(ValueError, match="log_jitter"):
+        sf.samplers.get("hmc").Config(log_jitter=-1.0)
+
+
 # ---------------------------------------------------------------------- preconditioning
 def test_preconditioner_and_mass_matrix_estimated_from_warmup():
     """Diagonal Gaussian with stds 0.1 … 10: the warm-up estimate of each std is within 15 %
