@@ -3,6 +3,7 @@
     sampleflow targets                          list the registry
     sampleflow samplers                         list the samplers
     sampleflow sample --target NAME|file.py:fn [--dim D] --sampler NAME -n N --seed S --out DIR
+                      [--loss lv --preset cpu --resume]  (learned samplers: checkpoint, history, curves)
     sampleflow evaluate samples.npz --target NAME
     sampleflow data list | path | fetch NAME [--base-url URL]
     sampleflow demo [--out DIR]
@@ -97,22 +98,60 @@ def _reference_for_plot(target, n=2000):
     return None
 
 
+def _fit_learned(cls, target, overrides, args, out: Path):
+    """Train a learned sampler with its checkpoint in ``out``; write its history and training curves."""
+    from .plots import training_curves
+    sampler = cls(target, cls.make_config(args.preset, **overrides))
+    ckpt = out / "checkpoint.pt"
+    if args.resume and not ckpt.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt} (run without --resume first)")
+    budget = {k: v for k, v in (("iterations", args.iterations), ("time_budget", args.time_budget)) if v is not None}
+    sampler.fit(generator=args.seed, checkpoint=ckpt, resume=args.resume, **budget)
+    sampler.history.to_csv(out / "history.csv")
+    log_z = target.log_Z.value if target.log_Z is not None else None
+    training_curves(sampler.history, out / "training.png", log_Z=log_z,
+                    title=f"{args.sampler} ({sampler.config.loss}) on {target.name}")
+    sampler.save(out / "sampler.pt")
+    return sampler
+
+
 def cmd_sample(args) -> int:
+    from ._rng import make_generator
     from .api import sample
     from .io import write_json
     from .metrics.evaluate import evaluate
     from .plots import scatter_samples
+    from .samplers import get as get_sampler
     target = _target(args)
     overrides = _key_values(args.set, "--set")
-    s = sample(target, args.sampler, n=args.n, seed=args.seed, preset=args.preset, **overrides)
+    if args.loss is not None:
+        overrides["loss"] = args.loss
+    cls = get_sampler(args.sampler)
     out = Path(args.out)
+    written = []
+    if cls.learned:
+        try:
+            sampler = _fit_learned(cls, target, overrides, args, out)
+        except KeyboardInterrupt:
+            print(f"interrupted: the training state is in {out / 'checkpoint.pt'}; run the same command with "
+                  "--resume to continue", file=sys.stderr)
+            return 130
+        s = sampler.sample(args.n, generator=make_generator(args.seed + 1, "cpu"))
+        written += [out / "checkpoint.pt", out / "sampler.pt", out / "history.csv", out / "training.png"]
+    else:
+        if args.loss is not None or args.resume or args.iterations is not None or args.time_budget is not None:
+            raise ValueError(f"--loss/--resume/--iterations/--time-budget apply to learned samplers; "
+                             f"'{args.sampler}' is not learned")
+        s = sample(target, args.sampler, n=args.n, seed=args.seed, preset=args.preset, **overrides)
     s.to_npz(out / "samples.npz")
     metrics = evaluate(s, target)
     write_json(out / "metrics.json", {"target": target.describe(), "sampler": args.sampler, "seed": args.seed,
-                                      "preset": args.preset, "overrides": overrides, "metrics": metrics})
+                                      "preset": args.preset, "overrides": overrides, "nfe": s.nfe,
+                                      "wall_time": s.wall_time, "metrics": metrics})
     scatter_samples(_plot_points(s, args.seed), out / "samples.png", reference=_reference_for_plot(target),
                     box=target.box, title=f"{args.sampler} on {target.name} (n={s.n})")
-    print(f"wrote {out / 'samples.npz'}, {out / 'metrics.json'}, {out / 'samples.png'}")
+    written += [out / "samples.npz", out / "metrics.json", out / "samples.png"]
+    print("wrote " + ", ".join(str(p) for p in written))
     _print_metrics(metrics)
     return 0
 
@@ -189,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--preset", default="default")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
     q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--loss", help="loss of a learned sampler: lv, lv_start, kl or tb")
+    q.add_argument("--iterations", type=int, help="training iterations of a learned sampler (overrides the preset)")
+    q.add_argument("--time-budget", type=float, help="training time budget in seconds (learned samplers)")
+    q.add_argument("--resume", action="store_true", help="continue training from DIR/checkpoint.pt")
     q.set_defaults(func=cmd_sample)
 
     q = sub.add_parser("evaluate", help="score an .npz of samples against a target")

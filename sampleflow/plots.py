@@ -7,7 +7,7 @@ import numpy as np
 
 from .io import atomic_write
 
-__all__ = ["scatter_samples"]
+__all__ = ["scatter_samples", "training_curves"]
 
 
 def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str = "", max_points: int = 5000,
@@ -39,6 +39,39 @@ def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str
             ax.set_ylim(lo[j], hi[j])
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history, path: str | Path, *, title: str = "", log_Z: float | None = None) -> Path:
+    """Loss (left) and the running log Z estimates (right: importance-sampling ``logZ`` and ``elbo`` where
+    recorded, with the true/reference ``log_Z`` as a dashed line) against the iteration."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    it = np.asarray(h["iteration"], dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
+    loss = np.asarray(h["loss"], dtype=float)
+    axes[0].plot(it, loss, color="C0")
+    if np.all(loss[np.isfinite(loss)] > 0):
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("loss")
+    for key, color in (("logZ", "C1"), ("elbo", "C2")):
+        if key in h:
+            axes[1].plot(it, np.asarray(h[key], dtype=float), color=color, label=key)
+    if log_Z is not None:
+        axes[1].axhline(log_Z, color="k", ls="--", lw=1, label="log Z")
+    axes[1].set_xlabel("iteration")
+    axes[1].set_ylabel("log Z estimate")
+    if axes[1].lines:
+        axes[1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)

@@ -174,10 +174,13 @@ class TimeMLP(nn.Module):
         """``g(γ(t))``: the width-dimensional time branch, shape ``t.shape + (width,)``."""
         return self.time_mlp(self.time_embedding(t))
 
-    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t, time_features: torch.Tensor | None = None) -> torch.Tensor:
+        """``time_features``: the time branch ``g(γ(t))`` computed beforehand (see :meth:`time_features`),
+        e.g. once for all steps of a time grid; ``t`` is then ignored."""
         _check_input(x, self.dim, self.input_layer.weight)
-        t = broadcast_time(t, x)
-        h = self.input_layer(x) + self.time_features(t)
+        if time_features is None:
+            time_features = self.time_features(broadcast_time(t, x))
+        h = self.input_layer(x) + time_features
         return self.output_layer(self.hidden(h))
 
 

@@ -64,8 +64,14 @@ class PlainControl(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None):
-        return self.net(x, t)
+    def time_cache(self, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Everything that depends on t only, for all ``times`` (shape (K,)) at once; row k is the
+        ``cache`` argument of :meth:`forward` at ``times[k]``."""
+        return (self.net.time_features(times),)
+
+    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None,
+                cache: tuple | None = None):
+        return self.net(x, t, time_features=None if cache is None else cache[0])
 
 
 class ScoreInformedControl(nn.Module):
@@ -88,10 +94,17 @@ class ScoreInformedControl(nn.Module):
         self.coef = coef
         self.clip = None if clip is None else float(clip)
 
-    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None):
+    def time_cache(self, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(time branch of the network, coefficient) for all ``times`` (shape (K,)) at once."""
+        return self.net.time_features(times), self.coef(times.unsqueeze(-1))
+
+    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None,
+                cache: tuple | None = None):
         score = _require(score, "score", x, type(self).__name__)
+        if cache is not None:
+            return self.net(x, t, time_features=cache[0]) + cache[1] * clip_score(score, self.clip)
         t = broadcast_time(t, x)
-        return self.net(x, t) + self.coef(t) * clip_score(score, self.clip)
+        return self.net(x, t) + self.coef(t.unsqueeze(-1)) * clip_score(score, self.clip)
 
 
 class InterpolatedScoreControl(nn.Module):
@@ -126,12 +139,20 @@ class InterpolatedScoreControl(nn.Module):
         lam = (t / self.T).unsqueeze(-1)
         return (1.0 - lam) * prior_score + lam * clip_score(score, self.clip)
 
-    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None):
+    def time_cache(self, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(time branch of the network, coefficient) for all ``times`` (shape (K,)) at once."""
+        return self.net.time_features(times), self.coef(times.unsqueeze(-1))
+
+    def forward(self, x: torch.Tensor, t, score: torch.Tensor | None = None, prior_score: torch.Tensor | None = None,
+                cache: tuple | None = None):
         who = type(self).__name__
         score = _require(score, "score", x, who)
         prior_score = _require(prior_score, "prior_score", x, who)
         t = broadcast_time(t, x)
-        return self.net(x, t) + self.coef(t) * self.interpolated_score(x, t, score, prior_score)
+        if cache is not None:
+            return (self.net(x, t, time_features=cache[0])
+                    + cache[1] * self.interpolated_score(x, t, score, prior_score))
+        return self.net(x, t) + self.coef(t.unsqueeze(-1)) * self.interpolated_score(x, t, score, prior_score)
 
 
 def build_control(

@@ -36,7 +36,9 @@ def broadcast_time(t, x: torch.Tensor) -> torch.Tensor:
 
     Returns a tensor of shape ``()`` (one time for the whole batch) or ``x.shape[:-1]`` (one time per
     sample), with ``x``'s dtype and device. Accepted ``t``: a number, a 0-d tensor, any one-element
-    tensor, a tensor of shape ``x.shape[:-1]``, or of shape ``x.shape[:-1] + (1,)``.
+    tensor, a tensor of shape ``x.shape[:-1]``, or of shape ``x.shape[:-1] + (1,)``, or a tensor with
+    as many axes as ``x.shape[:-1]`` that broadcasts to it (e.g. ``(K, 1)`` for a stack of K batches:
+    the time branch then runs once per row, not once per sample).
     Only shapes are inspected, so this works under ``torch.func.vmap`` and ``torch.compile``.
     """
     t = as_time_tensor(t, x)
@@ -49,6 +51,8 @@ def broadcast_time(t, x: torch.Tensor) -> torch.Tensor:
         return t.squeeze(-1)
     if t.numel() == 1:
         return t.reshape(())
+    if t.dim() == len(lead) and all(a == b or a == 1 for a, b in zip(t.shape, lead)):
+        return t  # broadcastable, e.g. (K, 1) for x of shape (K, B, d): one time per row of a stack
     raise ValueError(
         f"t has shape {tuple(t.shape)}; for x of shape {tuple(x.shape)} expected a number, a 0-d or "
         f"one-element tensor, shape {tuple(lead)} or shape {tuple(lead) + (1,)}"

@@ -45,18 +45,28 @@ def isotropic_gaussian_log_prob(x: torch.Tensor, mean, std) -> torch.Tensor:
     return -0.5 * (z * z).sum(-1) - d * torch.log(std) - 0.5 * d * LOG_2PI
 
 
+def _log_std(s, x) -> torch.Tensor | float:
+    """d·log s for a std that is a float, a 0-d tensor, or stacked per step with shape (K, 1, 1)."""
+    d = x.shape[-1]
+    if not torch.is_tensor(s):
+        return d * math.log(s)
+    ls = d * torch.log(s)
+    return ls.squeeze(-1) if ls.dim() > 0 else ls
+
+
 def transition_log_ratio(x, x_next, fwd, bwd) -> torch.Tensor:
     """log B_k(x | x_next) − log F_k(x_next | x) for Gaussian transitions ``fwd = (m_F, s_F)`` and
-    ``bwd = (m_B, s_B)`` (``bwd = None``: a deterministic backward step, as PIS's last step into δ₀,
-    contributes only −log F_k). The 2π constants cancel analytically."""
+    ``bwd = (m_B, s_B)`` (``bwd = None``: a deterministic backward step contributes only −log F_k).
+    Works per step (x of shape (B, d)) and for a stack of steps (x of shape (K, B, d), stds of shape
+    (K, 1, 1)). The 2π constants cancel analytically."""
     m_f, s_f = fwd
     zf = (x_next - m_f) / s_f
-    out = 0.5 * (zf * zf).sum(-1) + x.shape[-1] * torch.log(torch.as_tensor(s_f, dtype=x.dtype, device=x.device))
+    out = 0.5 * (zf * zf).sum(-1) + _log_std(s_f, x)
     if bwd is None:
         return out + 0.5 * x.shape[-1] * LOG_2PI
     m_b, s_b = bwd
     zb = (x - m_b) / s_b
-    return out - 0.5 * (zb * zb).sum(-1) - x.shape[-1] * torch.log(torch.as_tensor(s_b, dtype=x.dtype, device=x.device))
+    return out - 0.5 * (zb * zb).sum(-1) - _log_std(s_b, x)
 
 
 class DiffusionPath:
@@ -84,8 +94,21 @@ class DiffusionPath:
             self._cache[key] = self.grid.to(dtype=like.dtype, device=like.device)
         return self._cache[key]
 
-    def _h(self, k: int) -> float:
-        return float(self.grid[k + 1] - self.grid[k])
+    def coef(self, values, k, like: torch.Tensor):
+        """Per-step coefficient ``values`` (a float64 tensor indexed by step) at step ``k``: a Python
+        float for an integer k, a (K', 1, 1) tensor in ``like``'s dtype/device for a slice of steps
+        (so that one formula serves a single step and a stack of steps)."""
+        if isinstance(k, slice):
+            key = (id(values), like.dtype, like.device)
+            if key not in self._cache:
+                self._cache[key] = values.to(dtype=like.dtype, device=like.device)
+            return self._cache[key][k].reshape(-1, 1, 1)
+        return float(values[k])
+
+    @property
+    def steps(self) -> torch.Tensor:
+        """Step lengths h_k = t_{k+1} − t_k (float64)."""
+        return self.grid[1:] - self.grid[:-1]
 
     # ---- prior p_0
     def prior_sample(self, n: int, generator, dtype, device) -> torch.Tensor:
@@ -97,7 +120,7 @@ class DiffusionPath:
     def prior_score(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    # ---- transitions
+    # ---- transitions (k: a step index, or a slice of steps with stacked inputs of shape (K', B, d))
     def forward(self, k: int, x, score, u):
         """(mean, std) of F_k(· | x) at t_k."""
         raise NotImplementedError
@@ -134,13 +157,25 @@ class PISPath(DiffusionPath):
     Target: π at T and the Brownian bridge back to 0 (exact): B_k = N(x' t_k / t_{k+1}, σ² h t_k / t_{k+1});
     the last backward step into δ₀ (k = 0) is deterministic. The paper's normalisation σ² T = 1.
     With u = 0, log w = log π̃(X_K) − log N(X_K; 0, σ² T I): importance sampling from N(0, σ²T).
-    ``u`` is the control (drift / σ)."""
+    ``u`` is the control (drift / σ).
+
+    The deterministic last backward step into δ₀ (k = 0; X_0 = 0 on every trajectory) is written as the
+    Gaussian N(0, (2π)⁻¹ I) evaluated at its mean 0, whose log-density is exactly 0: the step then
+    contributes −log F_0 only, and every step has the same form."""
 
     prior_is_point = True
 
     def __init__(self, dim: int, n_steps: int = 200, T: float = 1.0, sigma: float | None = None):
         super().__init__(dim, uniform_grid(n_steps, T, dtype=torch.float64))
         self.sigma = float(sigma) if sigma is not None else 1.0 / math.sqrt(T)
+        h = self.steps
+        ratio = self.grid[:-1] / self.grid[1:]
+        self._fwd_drift = self.sigma * h
+        self._fwd_std = self.sigma * h.sqrt()
+        self._bwd_ratio = ratio
+        bwd_std = self.sigma * (h * ratio).sqrt()
+        bwd_std[0] = 1.0 / math.sqrt(2 * math.pi)
+        self._bwd_std = bwd_std
 
     def prior_sample(self, n, generator, dtype, device):
         return torch.zeros(n, self.dim, dtype=dtype, device=device)
@@ -152,15 +187,10 @@ class PISPath(DiffusionPath):
         raise ValueError("PIS starts at the point δ₀: it has no prior score")
 
     def forward(self, k, x, score, u):
-        h = self._h(k)
-        return x + (self.sigma * h) * u, self.sigma * math.sqrt(h)
+        return x + self.coef(self._fwd_drift, k, x) * u, self.coef(self._fwd_std, k, x)
 
     def backward(self, k, x_next, score_next, u_next, v_next):
-        if k == 0:
-            return None
-        t0, t1 = float(self.grid[k]), float(self.grid[k + 1])
-        r = t0 / t1
-        return x_next * r, self.sigma * math.sqrt((t1 - t0) * r)
+        return x_next * self.coef(self._bwd_ratio, k, x_next), self.coef(self._bwd_std, k, x_next)
 
 
 class VPPath(_GaussianPrior, DiffusionPath):
@@ -185,22 +215,25 @@ class VPPath(_GaussianPrior, DiffusionPath):
         super().__init__(dim, uniform_grid(n_steps, T, dtype=torch.float64))
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
         self.has_backward_control = bool(learn_backward)
+        h = self.steps
+        beta = vp_beta(self.T - 0.5 * (self.grid[:-1] + self.grid[1:]), self.beta_min, self.beta_max, self.T)
+        self._half_beta_h = 0.5 * beta * h
+        self._beta_h = beta * h
+        self._std = (beta * h).sqrt()
 
     def beta(self, t: float) -> float:
         """β at generative time t (noising time T − t)."""
         return float(vp_beta(self.T - t, self.beta_min, self.beta_max, self.T))
 
     def forward(self, k, x, score, u):
-        h, b = self._h(k), self._beta_step(k)
-        return x + h * (0.5 * b * x + b * u), math.sqrt(b * h)
-
-    def _beta_step(self, k):
-        return self.beta(0.5 * float(self.grid[k] + self.grid[k + 1]))
+        return (x + self.coef(self._half_beta_h, k, x) * x + self.coef(self._beta_h, k, x) * u,
+                self.coef(self._std, k, x))
 
     def backward(self, k, x_next, score_next, u_next, v_next):
-        h, b = self._h(k), self._beta_step(k)
-        drift = 0.5 * b * x_next if v_next is None else 0.5 * b * x_next - b * v_next
-        return x_next - h * drift, math.sqrt(b * h)
+        mean = x_next - self.coef(self._half_beta_h, k, x_next) * x_next
+        if v_next is not None:
+            mean = mean + self.coef(self._beta_h, k, x_next) * v_next
+        return mean, self.coef(self._std, k, x_next)
 
     def ode_velocity(self, t, x, score, u, v):
         b = self.beta(t)
@@ -226,19 +259,19 @@ class DDSPath(_GaussianPrior, DiffusionPath):
         super().__init__(dim, uniform_grid(n_steps, T, dtype=torch.float64))
         self.prior_scale = float(sigma)
         self.alphas = cosine_alphas(n_steps, offset=cosine_offset, max_alpha=max_alpha, dtype=torch.float64)
-        self._a = [math.sqrt(1.0 - float(a)) for a in self.alphas]
-        self._s = [self.prior_scale * math.sqrt(float(a)) for a in self.alphas]
+        self._a = (1.0 - self.alphas).sqrt()
+        self._drift = 2 * self.prior_scale ** 2 * (1 - self._a)
+        self._s = self.prior_scale * self.alphas.sqrt()
 
     def forward(self, k, x, score, u):
-        a = self._a[k]
-        return a * x + (2 * self.prior_scale ** 2 * (1 - a)) * u, self._s[k]
+        return self.coef(self._a, k, x) * x + self.coef(self._drift, k, x) * u, self.coef(self._s, k, x)
 
     def backward(self, k, x_next, score_next, u_next, v_next):
-        return self._a[k] * x_next, self._s[k]
+        return self.coef(self._a, k, x_next) * x_next, self.coef(self._s, k, x_next)
 
     def rate(self, k: int) -> float:
         """Piecewise-constant OU rate λ_k on step k: 1 − α_k = exp(−2 λ_k h)."""
-        return -math.log(1.0 - float(self.alphas[k])) / (2 * self._h(k))
+        return -math.log(1.0 - float(self.alphas[k])) / (2 * float(self.steps[k]))
 
     def ode_velocity(self, t, x, score, u, v):
         k = min(int(torch.searchsorted(self.grid, torch.tensor(t, dtype=torch.float64), right=True)) - 1,
@@ -265,14 +298,20 @@ class CMCDPath(_GaussianPrior, DiffusionPath):
         super().__init__(dim, uniform_grid(n_steps, T, dtype=torch.float64))
         self.prior_scale = float(prior_scale)
         self.step = step
+        self._beta = self.grid / self.T
 
     def set_step(self, step) -> None:
         """Use ``step`` (a float or a positive scalar tensor with a graph, for learning δ)."""
         self.step = step
 
-    def annealed_score(self, k: int, x, score):
-        beta = float(self.grid[k]) / self.T
+    def annealed_score(self, k, x, score):
+        """∇log π_{t_k}(x) (k a grid index or a slice of grid indices)."""
+        beta = self.coef(self._beta, k, x)
         return (1 - beta) * self.prior_score(x) + beta * score
+
+    @staticmethod
+    def _shift(k, by=1):
+        return slice(k.start + by, k.stop + by) if isinstance(k, slice) else k + by
 
     def forward(self, k, x, score, u):
         d = self.step
@@ -280,8 +319,9 @@ class CMCDPath(_GaussianPrior, DiffusionPath):
 
     def backward(self, k, x_next, score_next, u_next, v_next):
         d = self.step
-        return (x_next + d * (self.annealed_score(k + 1, x_next, score_next) - u_next),
+        return (x_next + d * (self.annealed_score(self._shift(k), x_next, score_next) - u_next),
                 torch.sqrt(2 * torch.as_tensor(d, dtype=x_next.dtype)))
 
     def ode_velocity(self, t, x, score, u, v):
-        return (float(self.step) * self.n_steps / self.T) * u
+        step = self.step.detach() if torch.is_tensor(self.step) else self.step
+        return (float(step) * self.n_steps / self.T) * u

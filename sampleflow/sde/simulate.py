@@ -4,10 +4,15 @@
 Three gradient modes, one loop:
 
 * ``"none"`` — no graph at all (evaluation, sampling);
-* ``"detached"`` — the trajectory is simulated with its points detached, and only the control values
-  (and any learned path parameter such as CMCD's step) carry a graph into log w: this is what the
-  log-variance and trajectory-balance losses differentiate (Richter & Berner 2024 §4; Malkin et al. 2023).
-  No graph is built through the solver: each step's graph is independent of the previous steps';
+* ``"detached"`` — the trajectory is simulated without a graph, then log w is *replayed* on the stored
+  points: all steps' transitions at once, one batched network call over the (K, B) stack, so that only
+  the control values (and any learned path parameter such as CMCD's step) carry a graph into log w.
+  This is what the log-variance and trajectory-balance losses differentiate (Richter & Berner 2024 §4;
+  Malkin et al. 2023). No graph is built through the solver, and the replay is cheaper than a graph
+  kept step by step (large matrix products, a few dozen autograd nodes instead of thousands).
+  ``replay_chunk`` replays that many steps at a time under activation checkpointing
+  (``torch.utils.checkpoint``): the memory for the backward pass is then that of one chunk, flat in
+  the number of steps, at the price of one more forward pass;
 * ``"reparam"`` — the reparametrised trajectory keeps its full graph (the points depend on the
   parameters through the drift), as the reverse-KL loss needs (Zhang & Chen 2022; Berner et al. 2022).
 """
@@ -49,14 +54,27 @@ class _Controls:
         self.score_for_control = _needs(control) or _needs(backward_control)
         self.autocast_dtype = autocast_dtype
         self.prior_has_score = not path.prior_is_point
+        self._time_cache: dict = {}
 
-    def _net(self, net, x, t, score):
+    def net(self, net, x, t, score, k=None):
+        """``net`` at (x, t); with a step index ``k``, the time-only part comes from a cache computed
+        once per simulation for the whole grid (one batched call instead of one per step)."""
         prior_score = self.path.prior_score(x) if self.prior_has_score else None
+        kw = {}
+        if k is not None and hasattr(net, "time_cache"):
+            key = id(net)
+            if key not in self._time_cache:
+                with self._autocast(x):
+                    self._time_cache[key] = net.time_cache(self.path.times(x))
+            kw["cache"] = tuple(c[k] for c in self._time_cache[key])
+        with self._autocast(x):
+            out = net(x, t, score=score, prior_score=prior_score, **kw)
+        return out if self.autocast_dtype is None else out.to(x.dtype)
+
+    def _autocast(self, x):
         if self.autocast_dtype is None:
-            return net(x, t, score=score, prior_score=prior_score)
-        with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
-            out = net(x, t, score=score, prior_score=prior_score)
-        return out.to(x.dtype)
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype)
 
     def score(self, x):
         return self.target.score(x)
@@ -72,15 +90,32 @@ class _Controls:
                 log_prob = self.target.log_prob(x)
         elif need_score:
             score = self.score(x)
-        u = self._net(self.control, x, t, score) if need_u else None
-        v = self._net(self.backward_control, x, t, score) if need_v else None
+        u = self.net(self.control, x, t, score, k) if need_u else None
+        v = self.net(self.backward_control, x, t, score, k) if need_v else None
         return score, u, v, log_prob
+
+
+def _replay(path, ev: "_Controls", xs, scores, k0: int, k1: int, target_score_needed: bool):
+    """Σ_{k0 ≤ k < k1} [log B_k − log F_k] on stored points xs[k0..k1] (stacked), with a graph through
+    the controls only."""
+    X = xs[k0:k1 + 1]
+    S = scores[k0:k1 + 1] if scores is not None else None
+    t = path.times(X)[k0:k1 + 1].reshape(-1, 1)
+    steps = slice(k0, k1)
+    need_u_next = path.backward_uses_forward_control
+    Xu = X if need_u_next else X[:-1]
+    U = ev.net(ev.control, Xu, t[:Xu.shape[0]], None if S is None else S[:Xu.shape[0]])
+    V = (ev.net(ev.backward_control, X[1:], t[1:], None if S is None else S[1:])
+         if ev.backward_control is not None else None)
+    fwd = path.forward(steps, X[:-1], None if S is None else S[:-1], U[:-1] if need_u_next else U)
+    bwd = path.backward(steps, X[1:], None if S is None else S[1:], U[1:] if need_u_next else None, V)
+    return transition_log_ratio(X[:-1], X[1:], fwd, bwd).sum(0)
 
 
 def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator | None = None,
              n: int | None = None, x0: torch.Tensor | None = None, backward_control=None,
              mode: str = "none", dtype=torch.float32, device=None, return_trajectory: bool = False,
-             autocast_dtype=None) -> PathSample:
+             autocast_dtype=None, replay_chunk: int | None = None) -> PathSample:
     """Simulate ``n`` trajectories of the model chain of ``path`` driven by ``control`` (and, for a
     bridge, ``backward_control``) and return X_K with log w of eq. (1).
 
@@ -89,7 +124,8 @@ def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator
     module from :mod:`sampleflow.nn.parametrisations` (``needs_target_score`` says whether it uses
     ∇log π̃). ``x0`` fixes the start points (per-start-point losses); otherwise they are drawn from the
     prior. ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the networks under autocast; the path
-    arithmetic stays in ``dtype``."""
+    arithmetic stays in ``dtype``. ``replay_chunk`` (mode ``"detached"`` only): replay that many steps
+    at a time under activation checkpointing, for memory flat in the number of steps."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if path.has_backward_control and backward_control is None:
@@ -104,7 +140,8 @@ def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator
         x = x0.to(dtype=dtype)
     K, d = path.n_steps, path.dim
     n_rows = x.shape[0]
-    ctx = torch.no_grad() if mode == "none" else contextlib.nullcontext()
+    replay = mode == "detached"
+    ctx = torch.no_grad() if mode in ("none", "detached") else contextlib.nullcontext()
     ev = _Controls(path, target, control, backward_control if path.has_backward_control else None, mode,
                    autocast_dtype)
     score_at_points = path.needs_score or ev.score_for_control
@@ -112,27 +149,45 @@ def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator
     with ctx:
         x_start = x.detach()
         log_w = -path.prior_log_prob(x)
-        traj = [x_start] if return_trajectory else None
+        keep = return_trajectory or replay
+        traj = [x_start] if keep else None
         score, u, _, _ = ev.at(0, x, need_u=True, need_v=False, need_score=score_at_points)
+        scores = [score] if replay and score_at_points else None
         target_log_prob = None
         for k in range(K):
             fwd = path.forward(k, x, score, u)
             noise = torch.randn(n_rows, d, generator=generator, dtype=x.dtype, device=x.device)
             x_next = fwd[0] + fwd[1] * noise
-            if mode == "detached":
-                x_next = x_next.detach()
             final = k == K - 1
-            need_u_next = (not final) or path.backward_uses_forward_control
-            need_score_next = (path.needs_score or (ev.score_for_control and (need_u_next or v_needed)))
-            score_n, u_n, v_n, lp = ev.at(k + 1, x_next, need_u=need_u_next, need_v=v_needed,
+            # in replay mode the backward terms are computed later, on the stack
+            need_u_next = (not final) or (path.backward_uses_forward_control and not replay)
+            need_v_next = v_needed and not replay
+            need_score_next = path.needs_score or (ev.score_for_control and (need_u_next or v_needed))
+            score_n, u_n, v_n, lp = ev.at(k + 1, x_next, need_u=need_u_next, need_v=need_v_next,
                                           need_score=need_score_next, final=final)
-            bwd = path.backward(k, x_next, score_n, u_n if path.backward_uses_forward_control else None, v_n)
-            log_w = log_w + transition_log_ratio(x, x_next, fwd, bwd)
+            if not replay:
+                bwd = path.backward(k, x_next, score_n, u_n if path.backward_uses_forward_control else None, v_n)
+                log_w = log_w + transition_log_ratio(x, x_next, fwd, bwd)
             if final:
                 target_log_prob = lp
             x, score, u = x_next, score_n, u_n
-            if return_trajectory:
+            if keep:
                 traj.append(x.detach())
+            if scores is not None:
+                scores.append(score if score is not None else torch.zeros_like(x))
         log_w = log_w + target_log_prob
+    if replay:
+        xs = torch.stack(traj)
+        st = torch.stack(scores) if scores is not None else None
+        chunk = path.n_steps if replay_chunk is None else max(1, int(replay_chunk))
+        log_w = -path.prior_log_prob(x_start) + target_log_prob.detach()
+        for k0 in range(0, path.n_steps, chunk):
+            k1 = min(path.n_steps, k0 + chunk)
+            if replay_chunk is None:
+                log_w = log_w + _replay(path, ev, xs, st, k0, k1, score_at_points)
+            else:
+                from torch.utils.checkpoint import checkpoint
+                log_w = log_w + checkpoint(_replay, path, ev, xs, st, k0, k1, score_at_points,
+                                           use_reentrant=False)
     return PathSample(x=x.detach(), log_w=log_w, x0=x_start, target_log_prob=target_log_prob.detach(),
-                      trajectory=torch.stack(traj) if return_trajectory else None)
+                      trajectory=(xs if replay else torch.stack(traj)) if return_trajectory else None)

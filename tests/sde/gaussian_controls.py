@@ -20,6 +20,8 @@ class FunctionControl(torch.nn.Module):
         self.fn = fn
 
     def forward(self, x, t, score=None, prior_score=None):
+        if torch.is_tensor(t) and t.numel() > 1:  # a stack of steps: x (K, B, d), t (K, 1)
+            return torch.stack([self.fn(xk, float(tk)) for xk, tk in zip(x, t.reshape(-1))])
         return self.fn(x, float(t))
 
 

@@ -50,6 +50,9 @@ class DiffusionConfig:
     dtype:         "float32" or "float64".
     autocast:      None or "bfloat16": run the networks under autocast (path arithmetic stays in dtype).
     eval_batch:    trajectories per chunk when sampling.
+    replay_chunk:  detached losses (lv, lv_start, tb): replay log w this many steps at a time under
+                   activation checkpointing — backward memory flat in n_steps, one more forward pass;
+                   None = all steps at once (fastest).
     """
 
     loss: str = "lv"
@@ -74,6 +77,7 @@ class DiffusionConfig:
     dtype: str = "float32"
     autocast: str | None = None
     eval_batch: int = 4096
+    replay_chunk: int | None = None
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -157,7 +161,8 @@ class DiffusionSampler(Sampler):
         return simulate(self.path, target, self.modules["control"], generator=generator, n=n, x0=x0,
                         backward_control=self.modules["backward"] if "backward" in self.modules else None,
                         mode=mode, dtype=self.dtype, device=self._device(),
-                        return_trajectory=return_trajectory, autocast_dtype=_AUTOCAST[self.config.autocast])
+                        return_trajectory=return_trajectory, autocast_dtype=_AUTOCAST[self.config.autocast],
+                        replay_chunk=self.config.replay_chunk if mode == "detached" else None)
 
     def loss_and_info(self, target, generator):
         """One batch: the loss with its graph and {"logZ": IS estimate, "elbo": mean log w}."""
@@ -224,9 +229,17 @@ class DiffusionSampler(Sampler):
             return self.trainer.ema_weights()
         return contextlib.nullcontext()
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *, return_trajectory: bool = False) -> Samples:
-        """``n`` samples of the learned SDE (EMA weights) with log importance weights log w."""
+    def sample(self, n: int, generator: torch.Generator | None = None, *, method: str = "sde",
+               return_trajectory: bool = False, ode_solver: str = "heun", divergence: str = "exact") -> Samples:
+        """``n`` samples with log importance weights, from the learned SDE (``method="sde"``: log w of
+        eq. (1)) or from its probability-flow ODE (``method="ode"``: log π̃(x_T) − log q_T(x_T), the
+        model density by the instantaneous change of variables, divergence ``"exact"`` or
+        ``"hutchinson"``). EMA weights when training kept them."""
         n = self._check_n(n)
+        if method == "ode":
+            return self._sample_ode(n, generator, ode_solver, divergence)
+        if method != "sde":
+            raise ValueError(f"method must be 'sde' or 'ode', got {method!r}")
         g = generator if generator is not None else make_generator(0, self._device())
         counting = CountingTarget(self.target)
         xs, lws, trajs = [], [], []
@@ -247,6 +260,48 @@ class DiffusionSampler(Sampler):
                        trajectory=torch.cat(trajs, 1) if return_trajectory else None,
                        nfe=counting.nfe, wall_time=timer.seconds, sampler=self.name, target=self.target.name,
                        info=info)
+
+    def ode_velocity(self, target):
+        """The probability-flow velocity (x, t) ↦ ½(f + b) of the learned process (Nelson's relation;
+        Song et al. 2021, ICLR, §4.3; Richter & Berner 2024 for the bridge form)."""
+        path, ctl = self.path, self.modules["control"]
+        bctl = self.modules["backward"] if "backward" in self.modules else None
+        need_score = path.needs_score or any(bool(getattr(c, "needs_target_score", False)) for c in (ctl, bctl) if c)
+
+        def velocity(x, t):
+            score = target.score(x) if need_score else None
+            prior_score = path.prior_score(x)
+            u = ctl(x, t, score=score, prior_score=prior_score)
+            v = None if bctl is None else bctl(x, t, score=score, prior_score=prior_score)
+            return path.ode_velocity(float(t), x, score, u, v)
+        return velocity
+
+    def _sample_ode(self, n, generator, solver, divergence):
+        from ...sde.ode import odeint_with_logdet
+        if self.path.prior_is_point:
+            raise ValueError(f"sampler '{self.name}' starts from the point δ₀: its probability-flow ODE is "
+                             "singular at t = 0; use method='sde'")
+        g = generator if generator is not None else make_generator(0, self._device())
+        counting = CountingTarget(self.target)
+        xs, lws = [], []
+        with Timer() as timer, self._ema_context():
+            self.before_simulation()
+            f = self.ode_velocity(counting)
+            grid = self.path.times(torch.empty((), dtype=self.dtype, device=self._device()))
+            done = 0
+            while done < n:
+                b = min(self.config.eval_batch, n - done)
+                x0 = self.path.prior_sample(b, g, self.dtype, self._device())
+                with torch.no_grad():
+                    xT, dlogp = odeint_with_logdet(f, x0, grid, method=solver, divergence=divergence, generator=g)
+                    log_q = self.path.prior_log_prob(x0) + dlogp
+                    lws.append(counting.log_prob(xT) - log_q)
+                xs.append(xT)
+                done += b
+        info = {"loss": self.config.loss, "n_steps": self.config.n_steps, "method": "ode", "ode_solver": solver,
+                "divergence": divergence, **getattr(self, "fit_info", {})}
+        return Samples(x=torch.cat(xs), log_weights=torch.cat(lws), nfe=counting.nfe, wall_time=timer.seconds,
+                       sampler=self.name, target=self.target.name, info=info)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
