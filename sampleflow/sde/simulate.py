@@ -191,3 +191,37 @@ def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator
                                            use_reentrant=False)
     return PathSample(x=x.detach(), log_w=log_w, x0=x_start, target_log_prob=target_log_prob.detach(),
                       trajectory=(xs if replay else torch.stack(traj)) if return_trajectory else None)
+
+
+@torch.no_grad()
+def simulate_backward(path: DiffusionPath, target, control, x_end: torch.Tensor, *,
+                      generator: torch.Generator | None = None, backward_control=None,
+                      autocast_dtype=None) -> torch.Tensor:
+    """log w of eq. (1) along trajectories of the *target* chain started at ``x_end`` (points of π):
+    X_K = x_end, X_k ~ B_k(· | X_{k+1}) down to X_0. Its mean over x_end ~ π is the EUBO,
+    E_target-path[log w] = log Z + KL(P_target ‖ P_model) ≥ log Z (Blessing et al. 2024, "Beyond ELBOs",
+    §3; Richter & Berner 2024), an upper bound that falls to log Z as the model learns. For a δ₀ prior
+    the last backward step returns exactly to the point."""
+    if x_end.ndim != 2 or x_end.shape[1] != path.dim:
+        raise ValueError(f"x_end must have shape (n, {path.dim}), got {tuple(x_end.shape)}")
+    if path.has_backward_control and backward_control is None:
+        raise ValueError(f"{type(path).__name__} has a learned backward control: pass backward_control")
+    ev = _Controls(path, target, control, backward_control if path.has_backward_control else None, "none",
+                   autocast_dtype)
+    need_score = path.needs_score or ev.score_for_control
+    x = x_end
+    K = path.n_steps
+    score, u, v, lp = ev.at(K, x, need_u=path.backward_uses_forward_control, need_v=path.has_backward_control,
+                            need_score=need_score, final=True)
+    log_w = lp
+    for k in range(K - 1, -1, -1):
+        m_b, s_b = path.backward(k, x, score, u, v)
+        if k == 0 and path.prior_is_point:
+            x_prev = m_b
+        else:
+            x_prev = m_b + s_b * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        score_p, u_p, v_p, _ = ev.at(k, x_prev, need_u=True, need_v=path.has_backward_control and k > 0,
+                                     need_score=need_score)
+        log_w = log_w + transition_log_ratio(x_prev, x, path.forward(k, x_prev, score_p, u_p), (m_b, s_b))
+        x, score, u, v = x_prev, score_p, u_p, v_p
+    return log_w - path.prior_log_prob(x)

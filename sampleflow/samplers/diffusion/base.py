@@ -256,10 +256,23 @@ class DiffusionSampler(Sampler):
         info = {"loss": self.config.loss, "n_steps": self.config.n_steps, **getattr(self, "fit_info", {})}
         if self.log_Z is not None:
             info["learned_log_Z"] = float(self.log_Z)
+        seed = int(torch.randint(0, 2 ** 62, (), generator=g, device=g.device))
         return Samples(x=torch.cat(xs), log_weights=torch.cat(lws),
                        trajectory=torch.cat(trajs, 1) if return_trajectory else None,
                        nfe=counting.nfe, wall_time=timer.seconds, sampler=self.name, target=self.target.name,
-                       info=info)
+                       info=info, log_weight_fn=lambda x: self.backward_log_weights(x, seed))
+
+    def backward_log_weights(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """log w along the target (backward) chain started at points ``x`` of π (EMA weights); its mean
+        over x ~ π is the EUBO (see :func:`sampleflow.sde.simulate.simulate_backward`)."""
+        from ...sde.simulate import simulate_backward
+        g = make_generator(seed, self._device())
+        with self._ema_context():
+            self.before_simulation()
+            return simulate_backward(self.path, self.target, self.modules["control"],
+                                     x.to(dtype=self.dtype, device=self._device()), generator=g,
+                                     backward_control=self.modules["backward"] if "backward" in self.modules else None,
+                                     autocast_dtype=_AUTOCAST[self.config.autocast])
 
     def ode_velocity(self, target):
         """The probability-flow velocity (x, t) ↦ ½(f + b) of the learned process (Nelson's relation;
