@@ -3,22 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...sde.paths import VPPath
 from ..registry import register
-from .base import DiffusionConfig, DiffusionSampler
+from .dis import DIS, DISConfig
 
 __all__ = ["Bridge", "BridgeConfig"]
 
 
 @dataclass
-class BridgeConfig(DiffusionConfig):
-    """Bridge options: the VP reference drift/diffusion (β from ``beta_min`` to ``beta_max``)."""
-    beta_min: float = 0.1
-    beta_max: float = 10.0
+class BridgeConfig(DISConfig):
+    """Bridge options: those of DIS (the VP reference, β from ``beta_min`` to ``beta_max``)."""
 
 
 @register
-class Bridge(DiffusionSampler):
+class Bridge(DIS):
     """Forward drift ½βx + βu, backward drift ½βx − βv, both learned; u as in DIS (score
     interpolation), v = NN(x, t) zero-initialised, so training starts from DIS's initial process.
     At the optimum u + v = ∇log p_t (Nelson's relation); the pair is not unique, which the log-variance
@@ -26,12 +23,7 @@ class Bridge(DiffusionSampler):
 
     name = "bridge"
     Config = BridgeConfig
-    control_kind = "interpolated"
-    coef_init = 1.0
-
-    def build_path(self):
-        c = self.config
-        return VPPath(self.target.dim, c.n_steps, c.T, c.beta_min, c.beta_max, learn_backward=True)
+    learn_backward = True
 
     def build_controls(self):
         return {"control": self._control(), "backward": self._control(kind="plain")}

@@ -27,7 +27,8 @@ class DIS(DiffusionSampler):
     Config = DISConfig
     control_kind = "interpolated"
     coef_init = 1.0
+    learn_backward = False
 
     def build_path(self):
         c = self.config
-        return VPPath(self.target.dim, c.n_steps, c.T, c.beta_min, c.beta_max)
+        return VPPath(self.target.dim, c.n_steps, c.T, c.beta_min, c.beta_max, learn_backward=self.learn_backward)
