@@ -34,7 +34,7 @@ def sample(target: str | Target, sampler: str, n: int, *, seed: int | torch.Gene
     t = resolve_target(target, **(target_params or {}))
     cls = samplers.get(sampler)
     config = cls.make_config(preset, **overrides)
-    s = cls(t, config)
+    s = cls(t, config).to(device)
     g = make_generator(seed, device)
     if cls.learned:
         s.fit(generator=g)

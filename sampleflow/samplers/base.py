@@ -105,6 +105,11 @@ class Sampler:
             raise TypeError(f"sampler '{cls.name}' has no option(s) {bad}; its options are {sorted(fields)}")
         return cls.Config(**{**cls.presets[preset], **overrides})
 
+    def to(self, device) -> "Sampler":
+        """Move learned state to ``device`` (nothing to move for particle methods: they follow the
+        generator's device)."""
+        return self
+
     def fit(self, **kwargs) -> "Sampler":
         """Train (learned samplers). Particle and MCMC methods have nothing to fit."""
         return self

@@ -469,8 +469,10 @@ class Trainer:
                     if callback is not None:
                         stats = {"iteration": self.iteration, "loss": loss_v, "grad_norm": norm_v, "lr": lr,
                                  "skipped": 0 if finite else 1, **info}
+                        self._in_update = False  # the iteration is complete: Ctrl-C in the callback checkpoints it
                         if callback(self, stats) is True:
                             stop = "callback"
+                        self._in_update = True
                     if stop is None and cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
                         stop = "time_budget"
                     if stop is None and self.iteration >= cfg.iterations:

@@ -50,6 +50,8 @@ class DiffusionConfig:
     dtype:         "float32" or "float64".
     autocast:      None or "bfloat16": run the networks under autocast (path arithmetic stays in dtype).
     eval_batch:    trajectories per chunk when sampling.
+    init_seed:     seed of the networks' initial weights (drawn from their own generator, never from
+                   torch's global one, so that the same seeds give the same samples).
     replay_chunk:  detached losses (lv, lv_start, tb): replay log w this many steps at a time under
                    activation checkpointing — backward memory flat in n_steps, one more forward pass;
                    None = all steps at once (fastest).
@@ -78,6 +80,7 @@ class DiffusionConfig:
     autocast: str | None = None
     eval_batch: int = 4096
     replay_chunk: int | None = None
+    init_seed: int = 0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -124,15 +127,29 @@ class DiffusionSampler(Sampler):
 
     def __init__(self, target, config=None):
         super().__init__(target, config)
+        self._build()
+
+    def _build(self, device=None) -> None:
+        """Path, networks (initialised from ``init_seed``) and learned log Z from the config."""
         c = self.config
         self.dtype = _DTYPES[c.dtype]
         self.path = self.build_path()
-        self.modules = torch.nn.ModuleDict(self.build_controls()).to(self.dtype)
-        self.log_Z = torch.nn.Parameter(torch.zeros((), dtype=self.dtype)) if c.loss == "tb" else None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.init_seed)
+            self.modules = torch.nn.ModuleDict(self.build_controls()).to(dtype=self.dtype, device=device)
+        self.log_Z = (torch.nn.Parameter(torch.zeros((), dtype=self.dtype, device=device)) if c.loss == "tb"
+                      else None)
         self.trainer: Trainer | None = None
         self.history = None
         self.iterations_done = 0
         self.ema: EMA | None = None
+
+    def to(self, device) -> "DiffusionSampler":
+        """Move the networks (and the learned log Z) to ``device``; simulation follows them."""
+        self.modules.to(device)
+        if self.log_Z is not None:
+            self.log_Z.data = self.log_Z.data.to(device)
+        return self
 
     # ------------------------------------------------------------------ to override
     def build_path(self):
@@ -326,7 +343,10 @@ class DiffusionSampler(Sampler):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        old = self.config
         super().load_state_dict(state)
+        if self.config != old:  # another architecture, grid or loss: rebuild to the saved config
+            self._build(device=self._device())
         self.modules.load_state_dict(state["modules"])
         if state.get("log_Z") is not None and self.log_Z is not None:
             with torch.no_grad():
