@@ -16,7 +16,9 @@ class BridgeConfig(DISConfig):
 
 @register
 class Bridge(DIS):
-    """Forward drift ½βx + βu, backward drift ½βx − βv, both learned; u as in DIS (score
+    """Diffusion bridge: learned forward and backward controls on the VP reference (Richter & Berner 2024).
+
+    Forward drift ½βx + βu, backward drift ½βx − βv, both learned; u as in DIS (score
     interpolation), v = NN(x, t) zero-initialised, so training starts from DIS's initial process.
     At the optimum u + v = ∇log p_t (Nelson's relation); the pair is not unique, which the log-variance
     loss does not mind."""

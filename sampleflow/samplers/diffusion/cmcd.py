@@ -40,7 +40,9 @@ class LearnedStep(torch.nn.Module):
 
 @register
 class CMCD(DiffusionSampler):
-    """Annealed Langevin dynamics along the geometric path from N(0, σ₀² I) to π with a learned
+    """Controlled Monte Carlo diffusion: annealed Langevin with a learned correction (Vargas et al. 2024).
+
+    Annealed Langevin dynamics along the geometric path from N(0, σ₀² I) to π with a learned
     correction u = NN(x, t) (zero-initialised: training starts from MCD / uncorrected annealed
     Langevin importance sampling). The control needs no target score of its own — the Langevin
     drift already carries ∇log π_t."""

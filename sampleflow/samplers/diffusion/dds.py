@@ -20,7 +20,9 @@ class DDSConfig(DiffusionConfig):
 
 @register
 class DDS(DiffusionSampler):
-    """Exponential-integrator reversal of an OU process on the cosine schedule; u plays the score
+    """Denoising diffusion sampler: OU reversal, exponential integrator, cosine grid (Vargas et al. 2023).
+
+    Exponential-integrator reversal of an OU process on the cosine schedule; u plays the score
     minus the reference score, u = NN(x, t) + c(t)·clip(∇log π̃), c zero-initialised (training starts
     from the stationary reference, i.e. importance sampling from N(0, σ² I))."""
 

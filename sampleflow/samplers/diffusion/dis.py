@@ -19,7 +19,9 @@ class DISConfig(DiffusionConfig):
 
 @register
 class DIS(DiffusionSampler):
-    """Learns the time reversal of the VP (OU) process that noises π into N(0, I): u ≈ ∇log p_t,
+    """Time-reversed diffusion sampler: learns to reverse the VP noising of π (Berner et al. 2022).
+
+    Learns the time reversal of the VP (OU) process that noises π into N(0, I): u ≈ ∇log p_t,
     parametrised as NN(x, t) + c(t)·[(1 − t/T)·∇log N(0, I) + (t/T)·clip(∇log π̃)], c initialised to 1
     (the score interpolation of the paper), NN zero-initialised."""
 

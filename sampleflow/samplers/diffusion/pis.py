@@ -18,7 +18,9 @@ class PISConfig(DiffusionConfig):
 
 @register
 class PIS(DiffusionSampler):
-    """dX = σ u dt + σ dW from X_0 = 0; u = NN(x, t) + c(t)·clip(∇log π̃) (the "Langevin-informed"
+    """Path integral sampler: a Brownian motion from δ₀ with a learned control (Zhang & Chen 2022).
+
+    dX = σ u dt + σ dW from X_0 = 0; u = NN(x, t) + c(t)·clip(∇log π̃) (the "Langevin-informed"
     network of the PIS paper, c zero-initialised: training starts from the uncontrolled Brownian motion,
     i.e. importance sampling from N(0, σ²T I)). Target path: π at T and the Brownian bridge to 0."""
 
