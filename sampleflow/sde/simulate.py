@@ -95,7 +95,7 @@ class _Controls:
         return score, u, v, log_prob
 
 
-def _replay(path, ev: "_Controls", xs, scores, k0: int, k1: int, target_score_needed: bool):
+def _replay(path, ev: "_Controls", xs, scores, k0: int, k1: int):
     """Σ_{k0 ≤ k < k1} [log B_k − log F_k] on stored points xs[k0..k1] (stacked), with a graph through
     the controls only."""
     X = xs[k0:k1 + 1]
@@ -184,10 +184,10 @@ def simulate(path: DiffusionPath, target, control, *, generator: torch.Generator
         for k0 in range(0, path.n_steps, chunk):
             k1 = min(path.n_steps, k0 + chunk)
             if replay_chunk is None:
-                log_w = log_w + _replay(path, ev, xs, st, k0, k1, score_at_points)
+                log_w = log_w + _replay(path, ev, xs, st, k0, k1)
             else:
                 from torch.utils.checkpoint import checkpoint
-                log_w = log_w + checkpoint(_replay, path, ev, xs, st, k0, k1, score_at_points,
+                log_w = log_w + checkpoint(_replay, path, ev, xs, st, k0, k1,
                                            use_reentrant=False)
     return PathSample(x=x.detach(), log_w=log_w, x0=x_start, target_log_prob=target_log_prob.detach(),
                       trajectory=(xs if replay else torch.stack(traj)) if return_trajectory else None)

@@ -7,6 +7,7 @@ parametrisation it uses; the training step, sampling and state handling are shar
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -241,7 +242,6 @@ class DiffusionSampler(Sampler):
 
     # ------------------------------------------------------------------ sampling
     def _ema_context(self):
-        import contextlib
         if self.trainer is not None and self.trainer.ema is not None:
             return self.trainer.ema_weights()
         return contextlib.nullcontext()
