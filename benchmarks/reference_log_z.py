@@ -176,6 +176,69 @@ class Transformed(Target):
         return (lp + ld).detach(), gu
 
 
+# ---------------------------------------------------------------------------------------------- LGCP
+class WhitenedLGCP(Target):
+    """The LGCP posterior in whitened coordinates ε, with f = μ + L z and z = z₀ + B ε (L the prior's Cholesky
+    factor; B = I, z₀ = 0 is plain prior whitening):
+
+        log π̃_ε(ε) = log N(z; 0, I) + Σ_m [c_m f_m − a e^{f_m}] + log|det B|,
+
+    the same Z as the registered target (the Jacobian |det L| cancels the prior's normaliser). Two to four dense
+    products per evaluation instead of the generic path's triangular solves, so SMC in d = 1600 is affordable."""
+
+    def __init__(self, t, z0=None, B=None, name="lgcp-prior-whitened"):
+        super().__init__(t.dim, name=name, box=(-3.0, 3.0))
+        f64 = torch.zeros((), dtype=torch.float64)
+        self.L, self.c, self.a, self.mu = t._param("L", f64), t._param("counts", f64), t.area, t.mu
+        self.z0 = torch.zeros(t.dim, dtype=torch.float64) if z0 is None else z0
+        self.B = B
+        self.LB = self.L if B is None else self.L @ B
+        self.f0 = self.mu + self.L @ self.z0
+        self.const = -0.5 * t.dim * math.log(2 * math.pi) + (0.0 if B is None else float(torch.linalg.slogdet(B)[1]))
+
+    def _terms(self, e):
+        z = self.z0 + (e if self.B is None else e @ self.B.T)
+        f = self.f0 + e @ self.LB.T
+        ef = self.a * torch.exp(f)
+        return z, ef, -0.5 * (z * z).sum(-1) + (self.c * f).sum(-1) - ef.sum(-1) + self.const
+
+    def _log_prob(self, e):
+        return self._terms(e)[2]
+
+    def log_prob_and_score(self, e):
+        e = self._check_points(e)
+        z, ef, lp = self._terms(e)
+        gz = (self.c - ef) @ self.L - z          # ∇_z
+        return lp, gz if self.B is None else gz @ self.B
+
+    def _score(self, e):
+        return self.log_prob_and_score(e)[1]
+
+
+def lgcp_laplace(t, *, tol: float = 1e-10, max_iter: int = 50):
+    """Mode ẑ and Hessian factor of the LGCP posterior in prior-whitened coordinates, by Newton's method.
+
+    The posterior is log-concave (Gaussian prior, Poisson log-link likelihood), hence unimodal, so the mode and
+    the Hessian H = I + Lᵀ diag(a e^f) L describe its bulk (the hierarchical-model hazard of the module docstring
+    does not arise). Returns (ẑ, B) with B = R⁻ᵀ, R Rᵀ = H, so z = ẑ + Bε has ε ~ N(0, I) under the Laplace
+    approximation. Used only as an SMC reference: the estimate stays unbiased however crude the fit."""
+    w = WhitenedLGCP(t)
+    z = torch.zeros(t.dim, dtype=torch.float64)
+    eye = torch.eye(t.dim, dtype=torch.float64)
+    for _ in range(max_iter):
+        _, ef, _ = w._terms(z[None])
+        g = (w.c - ef[0]) @ w.L - z
+        H = eye + w.L.T @ (ef[0, :, None] * w.L)
+        step = torch.linalg.solve(H, g)
+        z = z + step
+        if float(step.norm()) < tol:
+            break
+    _, ef, _ = w._terms(z[None])
+    R = torch.linalg.cholesky(eye + w.L.T @ (ef[0, :, None] * w.L))
+    B = torch.linalg.solve_triangular(R.T, eye, upper=True)
+    return z, B
+
+
 # ---------------------------------------------------------------------------------------------- pilot
 def _hmc_draws(target, *, chains, warmup, steps, seed, n_leapfrog, init):
     s = sf.sample(target, "hmc", n=chains, seed=seed, n_warmup=warmup, n_steps=steps, n_leapfrog=n_leapfrog,
@@ -507,8 +570,8 @@ def run_target(name: str, a) -> dict:
     reparam = REPARAM.get(name, lambda t: Reparam())(t)
     out = {"dim": d, "reparam": reparam.name}
     t0 = time.perf_counter()
-    need_pilot = not (a.smc_reference == "prior" and a.is_draws == 0 and not a.second_smc
-                      and not (name == "seeds" and a.marginal))
+    need_pilot = not (a.smc_reference in ("prior", "laplace") and a.is_draws == 0
+                      and (not a.second_smc or name == "lgcp") and not (name == "seeds" and a.marginal))
     if need_pilot:
         u, m, C, pinfo = pilot_fit(t, reparam, chains=a.pilot_chains, warmup=a.pilot_warmup, steps=a.pilot_steps,
                                    seed=a.pilot_seed, n_leapfrog=a.pilot_leapfrog)
@@ -543,12 +606,18 @@ def run_target(name: str, a) -> dict:
     if a.seeds > 0:
         runs.append(("smc", a.smc_reference, a.smc_kernel, a.seed0, a.n_mcmc_steps))
     if a.second_smc:
-        runs.append(("smc2", "pilot" if a.smc_reference == "prior" else "prior",
-                     "mala" if a.smc_kernel == "hmc" else "hmc", a.seed0 + 500, a.second_smc_steps))
+        other = "laplace" if name == "lgcp" else "pilot" if a.smc_reference == "prior" else "prior"
+        kernel2 = a.second_smc_kernel or ("mala" if a.smc_kernel == "hmc" else "hmc")
+        runs.append(("smc2", other, kernel2, a.seed0 + 500, a.second_smc_steps))
     for key, reference, kernel, seed0, steps in runs:
         if reference == "prior":
-            sw, inflate = Transformed(t, PRIOR_WHITENING[name](t)), 1.0
-            ref = "prior N(0, I) in prior-whitened coordinates"
+            sw = WhitenedLGCP(t) if name == "lgcp" else Transformed(t, PRIOR_WHITENING[name](t))
+            inflate, ref = 1.0, "prior N(0, I) in prior-whitened coordinates"
+        elif reference == "laplace":
+            if name != "lgcp":
+                raise SystemExit("--smc-reference laplace: only for the log-concave lgcp target")
+            sw = WhitenedLGCP(t, *lgcp_laplace(t), name="lgcp-laplace-whitened")
+            inflate, ref = a.inflate, f"N(0, {a.inflate}² I) in Laplace-whitened coordinates (log-concave target)"
         else:
             sw, inflate = w, a.inflate
             ref = f"N(0, {a.inflate}² I) in pilot-whitened coordinates"
@@ -598,11 +667,14 @@ def main(argv=None):
     p.add_argument("--n-leapfrog", type=int, default=5)
     p.add_argument("--cess-target", type=float, default=0.95)
     p.add_argument("--inflate", type=float, default=1.5, help="pilot reference: N(0, inflate² I) whitened")
-    p.add_argument("--smc-reference", choices=["pilot", "prior"], default="pilot")
+    p.add_argument("--smc-reference", choices=["pilot", "prior", "laplace"], default="pilot",
+                   help="laplace: lgcp only (log-concave posterior), Newton mode + Hessian in prior-whitened space")
     p.add_argument("--smc-kernel", choices=["hmc", "mala"], default="hmc")
     p.add_argument("--second-smc", action="store_true",
                    help="also run SMC with the other reference (pilot <-> prior) and the other kernel (hmc <-> mala), "
                         "seeds seed0+500, ...")
+    p.add_argument("--second-smc-kernel", choices=["hmc", "mala"], default=None,
+                   help="kernel of the second SMC (default: the other one)")
     p.add_argument("--second-smc-steps", type=int, default=20, help="MCMC moves per temperature of the second SMC")
     p.add_argument("--pilot-chains", type=int, default=64)
     p.add_argument("--pilot-warmup", type=int, default=600)

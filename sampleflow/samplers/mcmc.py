@@ -6,7 +6,7 @@ and returns the n final states. The kernels (equations and papers) are in :mod:`
 * ``ula``  unadjusted Langevin (Roberts & Tweedie 1996); fixed step; ``n_warmup`` is burn-in. Biased
   by O(h): the stationary law is not π.
 * ``mala`` Metropolis-adjusted Langevin; step size tuned in warm-up to acceptance 0.574, the optimal
-  rate for MALA as d → ∞ (Roberts & Rosenthal, JRSS-B 1998).
+  rate for MALA as d → ∞ (Roberts & Rosenthal, JRSS-B 1998); optional log-uniform step jitter as for HMC.
 * ``hmc``  Hamiltonian Monte Carlo with L leapfrog steps (Neal 2011); step size tuned in warm-up to
   acceptance 0.8 (Stan's default δ; the asymptotically optimal 0.651 of Beskos et al., Bernoulli 2013,
   is less robust on targets with varying curvature such as the funnel). The step is jittered per chain
@@ -72,6 +72,9 @@ def check_chain_config(c) -> None:
         raise ValueError(f"init_scale must be a positive finite number, got {c.init_scale!r}")
     if c.dtype not in DTYPES:
         raise ValueError(f"dtype must be None, 'float32' or 'float64', got {c.dtype!r}")
+    lj = getattr(c, "log_jitter", 0.0)
+    if not (isinstance(lj, (int, float)) and not isinstance(lj, bool) and math.isfinite(lj) and lj >= 0.0):
+        raise ValueError(f"log_jitter must be a finite number >= 0, got {lj!r}")
     ta = getattr(c, "target_accept", None)
     if ta is not None and not (isinstance(ta, (int, float)) and 0.0 < ta < 1.0):
         raise ValueError(f"target_accept must lie in (0, 1), got {ta!r}")
@@ -112,7 +115,10 @@ class ULAConfig(ChainOptions):
 @dataclass
 class MALAConfig(ChainOptions):
     """step_size: initial h (adapted in warm-up when adapt_step_size). target_accept: δ of the dual
-    averaging (0.574, Roberts & Rosenthal 1998). Other fields as :class:`ULAConfig`."""
+    averaging (0.574, Roberts & Rosenthal 1998). log_jitter: multiply the per-chain step by
+    exp(U(−log_jitter, log_jitter)) each iteration (0 = off; as for HMC, for targets whose curvature varies by
+    orders of magnitude; h is a variance, so twice HMC's log range covers the same scales). Other fields as
+    :class:`ULAConfig`."""
 
     step_size: float = 0.1
     n_warmup: int = 1000
@@ -120,6 +126,7 @@ class MALAConfig(ChainOptions):
     target_accept: float = 0.574
     adapt_step_size: bool = True
     adapt_preconditioner: bool = False
+    log_jitter: float = 0.0
 
     def __post_init__(self):
         check_chain_config(self)
@@ -146,13 +153,20 @@ class HMCConfig(ChainOptions):
 
     def __post_init__(self):
         check_chain_config(self)
-        if not (isinstance(self.log_jitter, (int, float)) and not isinstance(self.log_jitter, bool)
-                and math.isfinite(self.log_jitter) and self.log_jitter >= 0.0):
-            raise ValueError(f"log_jitter must be a finite number >= 0, got {self.log_jitter!r}")
         if not isinstance(self.n_leapfrog, int) or isinstance(self.n_leapfrog, bool) or self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be an integer >= 1, got {self.n_leapfrog!r}")
         if not (isinstance(self.jitter, (int, float)) and 0.0 <= self.jitter < 1.0):
             raise ValueError(f"jitter must lie in [0, 1), got {self.jitter!r}")
+
+
+def _jittered(h, x, generator, *, jitter: float = 0.0, log_jitter: float = 0.0):
+    """Per-chain random step h·U(1 − jitter, 1 + jitter)·exp(U(−log_jitter, log_jitter)), drawn independently of
+    the state, so each draw's kernel is π-invariant and so is their mixture (Neal 2011, §5.4.2.2)."""
+    for amount, factor in ((jitter, lambda u: 1.0 + jitter * u), (log_jitter, lambda u: torch.exp(log_jitter * u))):
+        if amount > 0:
+            u = 2.0 * torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device) - 1.0
+            h = h * factor(u)
+    return h
 
 
 class _MCMC(Sampler):
@@ -278,6 +292,7 @@ class MALA(_MCMC):
     adapts_step = True
 
     def _step(self, state, f, h, precond_std, generator):
+        h = _jittered(h, state.x, generator, log_jitter=self.config.log_jitter)
         return K.mala_step(state, f, h, generator, scale=precond_std)
 
 
@@ -296,11 +311,6 @@ class HMC(_MCMC):
 
     def _step(self, state, f, h, precond_std, generator):
         c = self.config
-        if c.jitter > 0:
-            u = torch.rand(state.x.shape[0], generator=generator, dtype=state.x.dtype, device=state.x.device)
-            h = h * (1.0 + c.jitter * (2.0 * u - 1.0))
-        if c.log_jitter > 0:
-            u = torch.rand(state.x.shape[0], generator=generator, dtype=state.x.dtype, device=state.x.device)
-            h = h * torch.exp(c.log_jitter * (2.0 * u - 1.0))
+        h = _jittered(h, state.x, generator, jitter=c.jitter, log_jitter=c.log_jitter)
         inv_mass = None if precond_std is None else precond_std * precond_std
         return K.hmc_step(state, f, h, c.n_leapfrog, generator, inv_mass=inv_mass)
