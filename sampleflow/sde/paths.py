@@ -105,6 +105,11 @@ class DiffusionPath:
             return self._cache[key][k].reshape(-1, 1, 1)
         return float(values[k])
 
+    def step_index(self, t: float) -> int:
+        """The grid step k with t_k <= t < t_{k+1} (the last step for t = T)."""
+        k = int(torch.searchsorted(self.grid, torch.tensor(float(t), dtype=torch.float64), right=True)) - 1
+        return min(max(k, 0), self.n_steps - 1)
+
     @property
     def steps(self) -> torch.Tensor:
         """Step lengths h_k = t_{k+1} − t_k (float64)."""
@@ -274,21 +279,20 @@ class DDSPath(_GaussianPrior, DiffusionPath):
         return -math.log(1.0 - float(self.alphas[k])) / (2 * float(self.steps[k]))
 
     def ode_velocity(self, t, x, score, u, v):
-        k = min(int(torch.searchsorted(self.grid, torch.tensor(t, dtype=torch.float64), right=True)) - 1,
-                self.n_steps - 1)
-        return (self.prior_scale ** 2 * self.rate(k)) * u
+        return (self.prior_scale ** 2 * self.rate(self.step_index(t))) * u
 
 
 class CMCDPath(_GaussianPrior, DiffusionPath):
     """Controlled Monte Carlo diffusion (Vargas, Padhy, Blessing & Nüsken 2024, ICLR, "Transport meets
     variational inference: controlled Monte Carlo diffusions").
 
-    Geometric annealing log π_t = (1 − β_t) log p_0 + β_t log π̃, β_t = t/T, p_0 = N(0, σ_0² I).
-    Langevin steps of size δ with a control u correcting them:
-    F_k = N(x + δ(∇log π_{t_k}(x) + u), 2δ),  B_k = N(x' + δ(∇log π_{t_{k+1}}(x') − u(x', t_{k+1})), 2δ).
+    Geometric annealing log π_t = (1 − β_t) log p_0 + β_t log π̃, p_0 = N(0, σ_0² I), on the grid t_k with
+    β_k = t_k/T unless a schedule is set. Langevin steps of size δ_k with a control u correcting them:
+    F_k = N(x + δ_k(∇log π_{t_k}(x) + u), 2δ_k),  B_k = N(x' + δ_k(∇log π_{t_{k+1}}(x') − u(x', t_{k+1})), 2δ_k).
     With u = 0 this is annealed Langevin with the reversed-ULA backward kernel (MCD / uncorrected AIS).
-    The step δ may be a learned positive scalar tensor (``step`` passed at call time, see
-    :meth:`set_step`). The probability-flow ODE moves points by δ u per grid step."""
+    The step (a scalar or one per grid step) and the schedule (β_0 = 0 < … < β_K = 1) may be tensors with a
+    graph, learned with the control as in the paper (:meth:`set_step`, :meth:`set_schedule`); any δ_k > 0 and
+    any monotone β keep E[w] = Z. The probability-flow ODE moves points by δ_k u per grid step."""
 
     needs_score = True
     backward_uses_forward_control = True
@@ -298,30 +302,49 @@ class CMCDPath(_GaussianPrior, DiffusionPath):
         super().__init__(dim, uniform_grid(n_steps, T, dtype=torch.float64))
         self.prior_scale = float(prior_scale)
         self.step = step
-        self._beta = self.grid / self.T
+        self._fixed_beta = self._beta = self.grid / self.T
 
     def set_step(self, step) -> None:
-        """Use ``step`` (a float or a positive scalar tensor with a graph, for learning δ)."""
+        """Use ``step``: a float, a positive scalar tensor, or a tensor of K per-step values (may carry a graph)."""
         self.step = step
+
+    def set_schedule(self, beta) -> None:
+        """Use ``beta`` (K + 1 values from 0 to 1, increasing; may carry a graph) instead of β_k = t_k/T."""
+        self._beta = beta
+
+    def _at(self, values, k, like):
+        """``values`` at step k: the fixed grid schedule through :meth:`coef` (cached per dtype/device); set
+        tensors (new each simulation, maybe with a graph) indexed directly; scalars as they are."""
+        if values is self._fixed_beta:
+            return self.coef(values, k, like)
+        if not torch.is_tensor(values) or values.dim() == 0:
+            return values
+        v = values.to(like.dtype)[k]
+        return v.reshape(-1, 1, 1) if isinstance(k, slice) else v
 
     def annealed_score(self, k, x, score):
         """∇log π_{t_k}(x) (k a grid index or a slice of grid indices)."""
-        beta = self.coef(self._beta, k, x)
+        beta = self._at(self._beta, k, x)
         return (1 - beta) * self.prior_score(x) + beta * score
 
     @staticmethod
     def _shift(k, by=1):
         return slice(k.start + by, k.stop + by) if isinstance(k, slice) else k + by
 
+    def _langevin_std(self, d, like):
+        return torch.sqrt(2 * torch.as_tensor(d, dtype=like.dtype, device=like.device))
+
     def forward(self, k, x, score, u):
-        d = self.step
-        return x + d * (self.annealed_score(k, x, score) + u), torch.sqrt(2 * torch.as_tensor(d, dtype=x.dtype))
+        d = self._at(self.step, k, x)
+        return x + d * (self.annealed_score(k, x, score) + u), self._langevin_std(d, x)
 
     def backward(self, k, x_next, score_next, u_next, v_next):
-        d = self.step
+        d = self._at(self.step, k, x_next)
         return (x_next + d * (self.annealed_score(self._shift(k), x_next, score_next) - u_next),
-                torch.sqrt(2 * torch.as_tensor(d, dtype=x_next.dtype)))
+                self._langevin_std(d, x_next))
 
     def ode_velocity(self, t, x, score, u, v):
-        step = self.step.detach() if torch.is_tensor(self.step) else self.step
+        step = self.step.detach() if torch.is_tensor(self.step) else torch.as_tensor(self.step)
+        if step.dim() > 0:
+            step = step[self.step_index(t)]
         return (float(step) * self.n_steps / self.T) * u

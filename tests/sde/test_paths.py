@@ -18,7 +18,18 @@ LOG_Z = 0.0
 def _paths(K, d=2, beta_max=2.0):
     return {"pis": PISPath(d, K), "dis": VPPath(d, K, beta_max=beta_max), "dds": DDSPath(d, K),
             "cmcd": CMCDPath(d, K, step=2.0 / K),
-            "bridge": VPPath(d, K, beta_max=beta_max, learn_backward=True)}
+            "bridge": VPPath(d, K, beta_max=beta_max, learn_backward=True),
+            "cmcd_learned": _cmcd_learned(d, K)}
+
+
+def _cmcd_learned(d, K):
+    """CMCD with per-step steps and a non-uniform schedule given as tensors with a graph (as when learned)."""
+    g = torch.Generator().manual_seed(11)
+    path = CMCDPath(d, K)
+    path.set_step((2.0 / K) * torch.exp(0.5 * torch.randn(K, generator=g, dtype=torch.float64)).requires_grad_())
+    inc = torch.rand(K, generator=g, dtype=torch.float64) + 0.2
+    path.set_schedule(torch.cat([torch.zeros(1, dtype=torch.float64), inc.cumsum(0) / inc.sum()]).requires_grad_())
+    return path
 
 
 def _random_control(d, seed):
@@ -28,14 +39,15 @@ def _random_control(d, seed):
     return FunctionControl(lambda x, t: torch.tanh(x @ A.T) * math.cos(3 * t) + b * t)
 
 
-@pytest.mark.parametrize("name", ["pis", "dis", "dds", "cmcd", "bridge"])
+@pytest.mark.parametrize("name", ["pis", "dis", "dds", "cmcd", "bridge", "cmcd_learned"])
 def test_importance_weights_are_unbiased_for_any_control(name):
     """E_model[exp(log w)] = Z exactly, at a coarse step (8 steps), for a control that is not optimal
     (the optimum plus an arbitrary smooth perturbation; for the bridge also an arbitrary backward control)."""
     target, m, s = diagonal_gaussian(M, S)
     path = _paths(8)[name]
     n = 200_000
-    opt, noise = optimal_control(path if name != "bridge" else VPPath(2, 8, beta_max=2.0), m, s), _random_control(2, 1)
+    oracle_path = {"bridge": VPPath(2, 8, beta_max=2.0), "cmcd_learned": CMCDPath(2, 8, step=2.0 / 8)}.get(name, path)
+    opt, noise = optimal_control(oracle_path, m, s), _random_control(2, 1)
     control = FunctionControl(lambda x, t: opt(x, t) + noise(x, t))  # perturbed: far from optimal
     out = simulate(path, target, control, backward_control=_random_control(2, 2),
                    generator=torch.Generator().manual_seed(0), n=n, dtype=torch.float64)
@@ -147,7 +159,7 @@ class _LinearControl(torch.nn.Module):
         return torch.tanh(x @ self.A.T) * (1 + t) + self.c * score
 
 
-@pytest.mark.parametrize("name", ["pis", "dis", "dds", "cmcd", "bridge"])
+@pytest.mark.parametrize("name", ["pis", "dis", "dds", "cmcd", "bridge", "cmcd_learned"])
 def test_replayed_log_weights_and_gradients_match_a_step_by_step_graph(name):
     """Detached mode replays log w on the stored points in one stack (optionally in checkpointed
     chunks); its value and its gradient in the control's parameters equal those of log w accumulated
@@ -156,6 +168,8 @@ def test_replayed_log_weights_and_gradients_match_a_step_by_step_graph(name):
     path = _paths(7)[name]
     ctl, bctl = _LinearControl(2), _LinearControl(2)
     params = list(ctl.parameters()) + (list(bctl.parameters()) if path.has_backward_control else [])
+    params += [v for v in (getattr(path, "step", None), getattr(path, "_beta", None))   # learned CMCD step, β
+               if torch.is_tensor(v) and v.requires_grad]
     grads, values = [], []
     for chunk in (None, 3):
         out = simulate(path, target, ctl, backward_control=bctl, generator=torch.Generator().manual_seed(2), n=16,
