@@ -5,6 +5,7 @@
   (learned coefficient c(t)), :func:`count_parameters`;
 * :mod:`.parametrisations` — :class:`PlainControl`, :class:`ScoreInformedControl`,
   :class:`InterpolatedScoreControl`, :func:`build_control`, :func:`clip_score`;
+* :mod:`.unet` — :class:`UNet`, a small convolutional U-Net for image score models (flat in, flat out);
 * :mod:`.ema` — :class:`EMA` of weights for evaluation.
 
 All are plain ``torch.nn.Module`` s (EMA is a plain object); dtype and device follow the parameters and
@@ -20,6 +21,7 @@ from .parametrisations import (
     clip_score,
 )
 from .time import SinusoidalTimeEmbedding, as_time_tensor, broadcast_time
+from .unet import UNet
 
 __all__ = [
     "EMA",
@@ -36,4 +38,5 @@ __all__ = [
     "SinusoidalTimeEmbedding",
     "broadcast_time",
     "as_time_tensor",
+    "UNet",
 ]
