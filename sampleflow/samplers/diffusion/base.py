@@ -272,7 +272,7 @@ class DiffusionSampler(Sampler):
                 done += b
         info = {"loss": self.config.loss, "n_steps": self.config.n_steps, **getattr(self, "fit_info", {})}
         if self.log_Z is not None:
-            info["learned_log_Z"] = float(self.log_Z)
+            info["learned_log_Z"] = float(self.log_Z.detach())
         seed = int(torch.randint(0, 2 ** 62, (), generator=g, device=g.device))
         return Samples(x=torch.cat(xs), log_weights=torch.cat(lws),
                        trajectory=torch.cat(trajs, 1) if return_trajectory else None,
