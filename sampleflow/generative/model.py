@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.mlp import MLP
-from .sdes import SDE, _t, expand_like
+from .sdes import SDE, _t, expand_like, flat_data
 
 __all__ = [
     "PARAMETRISATIONS",
@@ -113,12 +113,7 @@ def edm_preconditioning(sigma: Tensor, sigma_data: float = 0.5):
 def estimate_sigma_data(data) -> float:
     """σ_data for EDM preconditioning: the pooled standard deviation of all entries of ``data``
     (n, *event) about the per-coordinate mean, √(mean_{i,k} (x_ik − x̄_k)²)."""
-    x = torch.as_tensor(data)
-    if x.dim() < 2 or x.shape[0] < 2:
-        raise ValueError(f"data must have shape (n, *event) with n >= 2, got {tuple(x.shape)}")
-    x = x.reshape(x.shape[0], -1).to(torch.float64)
-    if not torch.isfinite(x).all():
-        raise ValueError("data must be finite (found NaN or inf)")
+    x = flat_data(data)
     return float((x - x.mean(0)).square().mean().sqrt())
 
 

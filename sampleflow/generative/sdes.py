@@ -342,18 +342,23 @@ class EDMSDE(SDE):
         return _t(sigma_tilde).clone()
 
 
+def flat_data(data) -> Tensor:
+    """``data`` (n, *event), n >= 2, finite, as a float64 (n, d) matrix; a clear error otherwise."""
+    x = torch.as_tensor(data)
+    if x.dim() < 2 or x.shape[0] < 2:
+        raise ValueError(f"data must have shape (n, *event) with n >= 2, got {tuple(x.shape)}")
+    x = x.reshape(x.shape[0], -1).to(torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("data must be finite (found NaN or inf)")
+    return x
+
+
 def ve_sigma_max(data, chunk_size: int = 1024) -> float:
     """Largest pairwise Euclidean distance between the rows of ``data`` (n, *event) — the σ_max of a VE
     SDE recommended by Song & Ermon 2020, "Improved techniques for training score-based generative
     models", technique 1. Computed in row blocks of ``chunk_size`` (memory O(chunk_size · n)), so 10⁴
     points of any dimension fit; O(n²d) time."""
-    if not isinstance(data, Tensor):
-        data = torch.as_tensor(data)
-    if data.dim() < 2 or data.shape[0] < 2:
-        raise ValueError(f"data must have shape (n, *event) with n >= 2, got {tuple(data.shape)}")
-    x = data.reshape(data.shape[0], -1).to(torch.float64)
-    if not torch.isfinite(x).all():
-        raise ValueError("data must be finite (found NaN or inf)")
+    x = flat_data(data)
     best = 0.0
     for i in range(0, x.shape[0], chunk_size):
         d = torch.cdist(x[i:i + chunk_size], x)
