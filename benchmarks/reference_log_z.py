@@ -40,7 +40,12 @@ Per target (everything in float64 on the CPU):
    robots — the base joint rotates the arm (Laplace in θ₁, relative error ~10⁻⁶), the last joint on a grid,
    IS over the 8 middle joints (:func:`robot_marginal_is`; 4 goals = the sum over the goals). For the robots
    the 4-goal value implied by the 1-goal one (:func:`robot_4goal_from_1goal`) is also printed.
-6. ``--second-smc``: an SMC run with the other reference (pilot ↔ prior) and the other kernel (HMC ↔ MALA).
+6. ``--second-smc``: an SMC run with the other reference (pilot ↔ prior; for LGCP: the Laplace fit, see
+   below) and the other kernel (HMC ↔ MALA; ``--second-smc-kernel`` overrides).
+   LGCP runs on :class:`WhitenedLGCP` (a dedicated whitened density, two dense products per evaluation). Its
+   posterior is log-concave (Gaussian prior, Poisson log-link), so it is unimodal and a Laplace fit
+   (:func:`lgcp_laplace`: Newton's mode and the Hessian's Cholesky factor) is a sound SMC reference there
+   (``--smc-reference laplace``) — unlike on the hierarchical models above.
 7. a table: |Δ|/√(se_A² + se_B²) between SMC and each second estimator, and, with ``--out``, a JSON file.
 
 Store a value only when SMC and a second estimator whose own diagnostics are sound (ESS, halves, convergence)
