@@ -77,3 +77,48 @@ def training_curves(history, path: str | Path, *, title: str = "", log_Z: float 
     atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
     plt.close(fig)
     return path
+
+
+def image_grid(x, path: str | Path, *, image_shape: tuple[int, int, int], value_range: tuple[float, float] | None = None,
+               n_cols: int | None = None, title: str = "", labels=None) -> Path:
+    """A grid of images from flat rows ``x`` (n, C·H·W) reshaped to ``image_shape`` (C, H, W): grey scale
+    for C = 1, RGB for C = 3; pixel values clipped to ``value_range`` (default: the min and max of x);
+    optional per-image ``labels`` (e.g. a classifier's predictions) as small captions."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
+    C, H, W = (int(s) for s in image_shape)
+    if a.ndim != 2 or a.shape[1] != C * H * W:
+        raise ValueError(f"x must have shape (n, {C * H * W}) for image_shape {tuple(image_shape)}, got {a.shape}")
+    if C not in (1, 3):
+        raise ValueError(f"image_grid draws 1- or 3-channel images, got C={C}")
+    lo, hi = value_range if value_range is not None else (float(np.nanmin(a)), float(np.nanmax(a)))
+    a = (np.clip(np.nan_to_num(a, nan=lo), lo, hi) - lo) / max(hi - lo, 1e-12)
+    n = a.shape[0]
+    n_cols = n_cols or int(np.ceil(np.sqrt(n)))
+    n_rows = int(np.ceil(n / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols, 0.8 * n_rows + (0.3 if title else 0)),
+                             dpi=110, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        img = a[k].reshape(C, H, W)
+        if C == 1:
+            ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            ax.imshow(img.transpose(1, 2, 0), interpolation="nearest")
+        if labels is not None:
+            ax.set_title(str(labels[k]), fontsize=6, pad=1)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
+    plt.close(fig)
+    return path
+
+
+__all__.append("image_grid")
