@@ -7,7 +7,7 @@ import numpy as np
 
 from .io import atomic_write
 
-__all__ = ["scatter_samples", "training_curves"]
+__all__ = ["scatter_samples", "training_curves", "image_grid"]
 
 
 def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str = "", max_points: int = 5000,
@@ -39,11 +39,7 @@ def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str
             ax.set_ylim(lo[j], hi[j])
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(history, path: str | Path, *, title: str = "", log_Z: float | None = None) -> Path:
@@ -72,11 +68,7 @@ def training_curves(history, path: str | Path, *, title: str = "", log_Z: float 
     if axes[1].lines:
         axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def image_grid(x, path: str | Path, *, image_shape: tuple[int, int, int], value_range: tuple[float, float] | None = None,
@@ -114,11 +106,15 @@ def image_grid(x, path: str | Path, *, image_shape: tuple[int, int, int], value_
             ax.set_title(str(labels[k]), fontsize=6, pad=1)
     if title:
         fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+
+def _save(fig, path) -> Path:
+    """Lay out, write atomically (the format from the suffix, PNG by default), close; return the path."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path = Path(path)
     atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True)
     plt.close(fig)
     return path
-
-
-__all__.append("image_grid")
