@@ -112,7 +112,7 @@ def test_each_loss_trains(loss, gauss2):
     vals = _history_column(s, "loss")
     _report(f"dds {loss}: loss {vals[0]:.4g} -> {vals[-1]:.4g}, ESS {before.ess():.3f} -> {after.ess():.3f}, "
             f"log Z {before.log_Z():.4f} -> {after.log_Z():.4f}, ELBO {before.elbo():.3f} -> {after.elbo():.3f}"
-            + (f", learned log Z {float(s.log_Z):.4f}" if loss == "tb" else ""))
+            + (f", learned log Z {float(s.log_Z.detach()):.4f}" if loss == "tb" else ""))
     assert vals is not None and len(vals) >= 4
     first, last = vals[0], vals[-1]
     assert last < first, f"{loss}: loss {first:.4g} → {last:.4g}"
