@@ -162,10 +162,13 @@ class HMCConfig(ChainOptions):
 def _jittered(h, x, generator, *, jitter: float = 0.0, log_jitter: float = 0.0):
     """Per-chain random step h·U(1 − jitter, 1 + jitter)·exp(U(−log_jitter, log_jitter)), drawn independently of
     the state, so each draw's kernel is π-invariant and so is their mixture (Neal 2011, §5.4.2.2)."""
-    for amount, factor in ((jitter, lambda u: 1.0 + jitter * u), (log_jitter, lambda u: torch.exp(log_jitter * u))):
-        if amount > 0:
-            u = 2.0 * torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device) - 1.0
-            h = h * factor(u)
+    def uniform():  # U(−1, 1) per chain
+        return 2.0 * torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device) - 1.0
+
+    if jitter > 0:
+        h = h * (1.0 + jitter * uniform())
+    if log_jitter > 0:
+        h = h * torch.exp(log_jitter * uniform())
     return h
 
 
