@@ -18,3 +18,6 @@ __all__ = [
     "mean_error", "std_error", "moment_errors", "weighted_mean_std", "weights_from_log",
     "evaluate", "METRICS",
 ]
+from .kl import gaussian_fit_kl, gaussian_kl, kde_kl, kde_log_density, ou_gaussian_kl
+
+__all__ += ["gaussian_kl", "gaussian_fit_kl", "ou_gaussian_kl", "kde_log_density", "kde_kl"]
