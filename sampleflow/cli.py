@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ast
 import json
 import os
@@ -130,6 +131,15 @@ def cmd_sample(args) -> int:
     if args.loss is not None:
         overrides["loss"] = args.loss
     cls = get_sampler(args.sampler)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    if args.steps is not None:
+        if "n_steps" not in fields:
+            raise ValueError(f"--steps: sampler '{args.sampler}' has no step count (n_steps); "
+                             f"its options are {sorted(fields)}")
+        overrides["n_steps"] = args.steps
+    if "keep_trajectory" in fields and "keep_trajectory" not in overrides:
+        steps = overrides.get("n_steps", cls.make_config(args.preset).n_steps)
+        overrides["keep_trajectory"] = max(1, steps // 50)   # about 50 frames for the trajectory picture
     out = Path(args.out)
     written = []
     if cls.learned:
@@ -154,9 +164,32 @@ def cmd_sample(args) -> int:
     scatter_samples(_plot_points(s, args.seed), out / "samples.png", reference=_reference_for_plot(target),
                     box=target.box, title=f"{args.sampler} on {target.name} (n={s.n})")
     written += [out / "samples.npz", out / "metrics.json", out / "samples.png"]
+    written += _write_particle_outputs(s, target, args, out)
     print("wrote " + ", ".join(str(p) for p in written))
     _print_metrics(metrics)
     return 0
+
+
+def _write_particle_outputs(s, target, args, out: Path) -> list[Path]:
+    """Per-step diagnostics (CSV + picture) and the trajectory picture, where the sampler produced them."""
+    from .io import write_columns_csv
+    from .plots import particle_trajectories, step_diagnostics
+    written = []
+    diag = s.info.get("diagnostics")
+    if diag:
+        write_columns_csv(out / "diagnostics.csv", diag)
+        step_diagnostics(diag, out / "diagnostics.png", title=f"{args.sampler} on {target.name}: per step")
+        written += [out / "diagnostics.csv", out / "diagnostics.png"]
+    mon = s.info.get("monitors")
+    if mon:
+        write_columns_csv(out / "monitors.csv", mon)
+        written.append(out / "monitors.csv")
+    if s.trajectory is not None:
+        particle_trajectories(s.trajectory, out / "trajectory.png", box=target.box,
+                              reference=_reference_for_plot(target),
+                              title=f"{args.sampler} on {target.name}: particle paths")
+        written.append(out / "trajectory.png")
+    return written
 
 
 def _plot_points(s, seed):
@@ -264,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--iterations", type=int, help="training iterations of a learned sampler (overrides the preset)")
     q.add_argument("--time-budget", type=float, help="training time budget in seconds (learned samplers)")
     q.add_argument("--resume", action="store_true", help="continue training from DIR/checkpoint.pt")
+    q.add_argument("--steps", type=int, help="number of steps of a particle or chain sampler (its n_steps)")
     q.set_defaults(func=cmd_sample)
 
     q = sub.add_parser("evaluate", help="score an .npz of samples against a target")

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "write_json", "write_columns_csv"]
 
 
 def atomic_write(path: str | Path, write: Callable, *, binary: bool = False) -> Path:
@@ -34,3 +34,15 @@ def atomic_write(path: str | Path, write: Callable, *, binary: bool = False) -> 
 
 def write_json(path: str | Path, obj) -> Path:
     return atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, allow_nan=True))
+
+
+def write_columns_csv(path: str | Path, columns: dict) -> Path:
+    """Write equal-length columns ``{name: sequence}`` as a CSV file with a header row, atomically."""
+    import csv
+    names = list(columns)
+
+    def write(f):
+        w = csv.writer(f)
+        w.writerow(names)
+        w.writerows(zip(*(columns[k] for k in names)))
+    return atomic_write(path, write)

@@ -7,7 +7,7 @@ import numpy as np
 
 from .io import atomic_write
 
-__all__ = ["scatter_samples", "training_curves", "image_grid"]
+__all__ = ["scatter_samples", "training_curves", "image_grid", "particle_trajectories", "step_diagnostics"]
 
 
 def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str = "", max_points: int = 5000,
@@ -67,6 +67,61 @@ def training_curves(history, path: str | Path, *, title: str = "", log_Z: float 
     axes[1].set_ylabel("log Z estimate")
     if axes[1].lines:
         axes[1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def particle_trajectories(trajectory, path: str | Path, *, box=None, reference=None, title: str = "",
+                          n_paths: int = 100, dims: tuple[int, int] = (0, 1)) -> Path:
+    """Paths of the first ``n_paths`` particles of a (T, n, d) trajectory (two coordinates; for 1-D data the
+    coordinate against the step index), with the start (grey) and end (C0) points marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = np.asarray(trajectory.detach().cpu() if hasattr(trajectory, "detach") else trajectory)
+    fig, ax = plt.subplots(figsize=(4.8, 4.5), dpi=110)
+    paths = tr[:, :n_paths]
+    if tr.shape[2] == 1:
+        ax.plot(np.arange(tr.shape[0]), paths[:, :, 0], lw=0.6, alpha=0.7)
+        ax.set_xlabel("saved step")
+        ax.set_ylabel("x")
+    else:
+        i, j = dims
+        if reference is not None:
+            ref = np.asarray(reference.detach().cpu() if hasattr(reference, "detach") else reference)[:3000]
+            ax.scatter(ref[:, i], ref[:, j], s=1, c="0.85", rasterized=True)
+        ax.plot(paths[:, :, i], paths[:, :, j], lw=0.6, alpha=0.7)
+        ax.scatter(paths[0, :, i], paths[0, :, j], s=6, c="0.4", label="start", zorder=3)
+        ax.scatter(paths[-1, :, i], paths[-1, :, j], s=6, c="C0", label="end", zorder=3)
+        ax.set_xlabel(f"x[{i}]")
+        ax.set_ylabel(f"x[{j}]")
+        if box is not None:
+            lo, hi = (np.asarray(b) for b in box)
+            ax.set_xlim(lo[i], hi[i])
+            ax.set_ylim(lo[j], hi[j])
+        ax.legend(loc="upper right", fontsize=7, markerscale=2)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def step_diagnostics(columns: dict, path: str | Path, *, title: str = "") -> Path:
+    """Each per-step diagnostic series (e.g. SBTM's relative Fisher information and score-matching loss)
+    against ``columns["step"]``, one panel each, log scale where all values are positive."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in columns if k != "step"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), dpi=110, squeeze=False)
+    step = np.asarray(columns["step"], dtype=float)
+    for ax, name in zip(axes[0], names):
+        v = np.asarray(columns[name], dtype=float)
+        ax.plot(step, v, lw=1)
+        if np.all(v[np.isfinite(v)] > 0):
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 

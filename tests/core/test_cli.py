@@ -64,3 +64,20 @@ def test_targets_listing_shows_reference_log_z(capsys):
     for name, ref in REFERENCE_LOG_Z.items():
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert f"{ref.value:.10g}" in line and "reference_log_z.py" in line
+
+
+def test_sbtm_run_writes_diagnostics_and_trajectory(tmp_path, capsys):
+    """The issue's command, scaled down: samples, per-step diagnostics and a trajectory picture."""
+    out = tmp_path / "s"
+    assert main(["sample", "--sampler", "sbtm", "--target", "gmm9", "-n", "300", "--steps", "12", "--out", str(out),
+                 "--set", "train_steps=3", "--set", "init_max_steps=50"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"samples.npz", "metrics.json", "samples.png", "diagnostics.csv", "diagnostics.png",
+            "trajectory.png"} <= names
+    rows = (out / "diagnostics.csv").read_text().splitlines()
+    assert rows[0] == "step,fisher,loss" and len(rows) == 13
+    assert all(np.isfinite(float(v)) for v in rows[-1].split(","))
+    z = np.load(out / "samples.npz")
+    assert z["x"].shape == (300, 2) and z["trajectory"].shape == (13, 300, 2)   # every step (12 // 50 → 1)
+    assert main(["sample", "--sampler", "importance", "--target", "gmm9", "--steps", "3", "--out", str(out)]) == 2
+    assert "--steps" in capsys.readouterr().err
