@@ -33,10 +33,7 @@ def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str
         ax.scatter(x[:, i], x[:, j], s=2, c="C0", alpha=0.6, label="samples", rasterized=True)
         ax.set_xlabel(f"x[{i}]")
         ax.set_ylabel(f"x[{j}]")
-        if box is not None:
-            lo, hi = (np.asarray(b) for b in box)
-            ax.set_xlim(lo[i], hi[i])
-            ax.set_ylim(lo[j], hi[j])
+        _set_box(ax, box, i, j)
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
     return _save(fig, path)
@@ -96,10 +93,7 @@ def particle_trajectories(trajectory, path: str | Path, *, box=None, reference=N
         ax.scatter(paths[-1, :, i], paths[-1, :, j], s=6, c="C0", label="end", zorder=3)
         ax.set_xlabel(f"x[{i}]")
         ax.set_ylabel(f"x[{j}]")
-        if box is not None:
-            lo, hi = (np.asarray(b) for b in box)
-            ax.set_xlim(lo[i], hi[i])
-            ax.set_ylim(lo[j], hi[j])
+        _set_box(ax, box, i, j)
         ax.legend(loc="upper right", fontsize=7, markerscale=2)
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
@@ -163,6 +157,14 @@ def image_grid(x, path: str | Path, *, image_shape: tuple[int, int, int], value_
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
+
+
+def _set_box(ax, box, i: int, j: int) -> None:
+    """Axis limits from a target's (low, high) box for the coordinates i, j (no-op for ``box=None``)."""
+    if box is not None:
+        lo, hi = (np.asarray(b) for b in box)
+        ax.set_xlim(lo[i], hi[i])
+        ax.set_ylim(lo[j], hi[j])
 
 
 def _save(fig, path) -> Path:

@@ -45,15 +45,22 @@ class SinkhornNotConverged(RuntimeWarning):
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _points(v, name: str, device=None) -> torch.Tensor:
-    """(n, d) float64 tensor; clear errors for wrong shape, emptiness and non-finite values."""
+def as_float64(v, name: str, device=None) -> torch.Tensor:
+    """A detached float64 tensor from a tensor or array-like (on ``device``, else where it is), with an
+    error naming ``name`` when it is not numeric. Shared input conversion of the metrics."""
     if isinstance(v, torch.Tensor):
         t = v.detach()
     else:
         try:
             t = torch.as_tensor(np.asarray(v, dtype=np.float64))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be an (n, d) array of numbers, got {type(v).__name__}") from e
+            raise ValueError(f"{name} must be an array of numbers, got {type(v).__name__}") from e
+    return t.to(dtype=torch.float64, device=device if device is not None else t.device)
+
+
+def _points(v, name: str, device=None) -> torch.Tensor:
+    """(n, d) float64 tensor; clear errors for wrong shape, emptiness and non-finite values."""
+    t = as_float64(v, name, device)
     if t.ndim == 1:
         raise ValueError(f"{name} must have shape (n, d), got {tuple(t.shape)} "
                          f"(for 1-D data pass a column: {name}[:, None])")
@@ -61,7 +68,6 @@ def _points(v, name: str, device=None) -> torch.Tensor:
         raise ValueError(f"{name} must have shape (n, d), got {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    t = t.to(dtype=torch.float64, device=device if device is not None else t.device)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         rows = bad.any(1).nonzero().flatten()

@@ -20,7 +20,7 @@ from typing import Callable, Union
 import numpy as np
 import torch
 
-from .distances import _points
+from .distances import _points, as_float64
 
 __all__ = ["gaussian_kl", "gaussian_fit_kl", "ou_gaussian_kl", "kde_log_density", "kde_kl"]
 
@@ -31,17 +31,6 @@ _PIVOT_RTOL = 1e-12
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _tensor(v, name: str, device=None) -> torch.Tensor:
-    if isinstance(v, torch.Tensor):
-        t = v.detach()
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(v, dtype=np.float64))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be an array of numbers, got {type(v).__name__}") from e
-    return t.to(dtype=torch.float64, device=device if device is not None else t.device)
-
-
 def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
@@ -50,7 +39,7 @@ def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _mean(v, name: str, device=None) -> torch.Tensor:
-    t = _tensor(v, name, device)
+    t = as_float64(v, name, device)
     if t.ndim != 1 or t.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-d vector (d,), got shape {tuple(t.shape)}")
     return _finite(t, name)
@@ -74,7 +63,7 @@ def _chol(C: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _cov(C, name: str, d: int, device) -> torch.Tensor:
-    t = _tensor(C, name, device)
+    t = as_float64(C, name, device)
     if t.shape != (d, d):
         raise ValueError(f"{name} must have shape ({d}, {d}), got {tuple(t.shape)}")
     return _finite(t, name)
@@ -169,7 +158,7 @@ def ou_gaussian_kl(t, var0, var_target=1.0, dim: int = 1) -> torch.Tensor:
     ``t`` ≥ 0: a float or a tensor of any shape (vectorised; the result has t's shape and device);
     ``var0``, ``var_target`` > 0 floats; ``dim`` ≥ 1. Returns a float64 tensor.
     """
-    tt = _finite(_tensor(t, "t"), "t")
+    tt = _finite(as_float64(t, "t"), "t")
     if bool((tt < 0).any()):
         raise ValueError(f"t must be >= 0, got min {float(tt.min())}")
     for name, v in (("var0", var0), ("var_target", var_target)):
@@ -267,7 +256,7 @@ def kde_kl(x, log_prob: Callable, bandwidth: Union[str, float] = "scott") -> tor
     if not callable(log_prob):
         raise ValueError(f"log_prob must be a callable returning log π at each row of x, got {type(log_prob).__name__}")
     lp = log_prob(x)
-    lp = _tensor(lp, "log_prob(x)", x.device)
+    lp = as_float64(lp, "log_prob(x)", x.device)
     if lp.ndim == 2 and lp.shape[1] == 1:
         lp = lp[:, 0]
     if lp.shape != (x.shape[0],):

@@ -134,6 +134,13 @@ class Sampler:
         return self
 
     @staticmethod
+    def _device_dtype(generator: torch.Generator | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
+        """Where particles live: the generator's device (CPU without one) and the config's dtype name
+        ("float32", "float64", or None for torch's default)."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        return device, getattr(torch, dtype) if dtype is not None else torch.get_default_dtype()
+
+    @staticmethod
     def _check_n(n) -> int:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")

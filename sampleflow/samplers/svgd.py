@@ -189,8 +189,7 @@ class SVGD(Sampler):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         n = self._check_n(n)
         c = self.config
-        device = generator.device if generator is not None else torch.device("cpu")
-        dtype = _DTYPES[c.dtype] if c.dtype is not None else torch.get_default_dtype()
+        device, dtype = self._device_dtype(generator, c.dtype)
         counted = CountingTarget(self.target)
         traj = []
         with Timer() as t:

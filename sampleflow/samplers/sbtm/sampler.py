@@ -15,8 +15,6 @@ from .score import ScoreTrainer, build_score_network
 
 __all__ = ["SBTM"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 @register
 class SBTM(Sampler):
@@ -62,8 +60,7 @@ class SBTM(Sampler):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         n = self._check_n(n)
         c = self.config
-        device = generator.device if generator is not None else torch.device("cpu")
-        dtype = _DTYPES[c.dtype] if c.dtype is not None else torch.get_default_dtype()
+        device, dtype = self._device_dtype(generator, c.dtype)
         counted = CountingTarget(self.target)
         d = self.target.dim
         with Timer() as t:

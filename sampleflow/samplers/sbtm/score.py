@@ -57,8 +57,13 @@ class ScoreTrainer:
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            fused=True)
         self.iterations = 0
+        self._compiled = torch.compile(self._loss) if config.compile else None
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The configured score-matching loss of the network on the particles ``x`` (0-d, differentiable)."""
+        return self._compiled(x) if self._compiled is not None else self._loss(x)
+
+    def _loss(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         if c.loss == "denoising":
             return denoising_ism_loss(self.net, x, c.denoise_sigma, generator=self.generator)
