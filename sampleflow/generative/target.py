@@ -45,6 +45,8 @@ class ScoreModelTarget(Target):
     arguments for :func:`log_likelihood` (e.g. ``{"rtol": 1e-4}``); ``box``: a (low, high) plotting box.
     """
 
+    SAMPLE_STEPS = 100
+
     def __init__(self, model: ScoreModel, t_min: float | None = None, *, sigma_tilde: float | None = None,
                  joint_log_prob: str = "ode", likelihood: dict | None = None, box=None,
                  name: str = "score_model", dim: int | None = None):
@@ -115,11 +117,17 @@ class ScoreModelTarget(Target):
                                    f"{bad.numel()} points of {argname}")
 
     def _sample(self, n: int, generator, device) -> Tensor:
+        """Draws of π = p_{t₀} as the forward SDE defines it: x₀ from the model (EDM Heun to σ = 0 with
+        ``SAMPLE_STEPS`` steps: these are reference draws, so accuracy first — with the exact score of a 2-D
+        Gaussian, 18 steps overestimate a variance of 0.5 by 12 %, 50 steps by 2 %), then the exact forward
+        transition x = s(t₀) (x₀ + σ̃(t₀) C ε)."""
         from .samplers import heun_edm
         sde = self.sde
-        lo = float(sde.sigma_tilde(torch.tensor(self.t_min, dtype=torch.float64)))
-        return heun_edm(self.model, sde, (n, self.dim), steps=18, generator=generator, sigma_min=lo,
-                        dtype=self._model_dtype(), device=device).x
+        x0 = heun_edm(self.model, sde, (n, self.dim), steps=self.SAMPLE_STEPS, generator=generator,
+                      dtype=self._model_dtype(), device=device).x
+        t = torch.tensor(self.t_min, dtype=x0.dtype, device=x0.device)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        return sde.mean_scale(t) * (x0 + sde.sigma_tilde(t) * sde.apply_chol(eps))
 
     def describe(self) -> dict:
         d = super().describe()

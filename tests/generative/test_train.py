@@ -221,3 +221,17 @@ def test_score_model_target_log_prob_is_the_ode_likelihood():
     assert float(model.sde.sigma_tilde(torch.tensor(t2.t_min))) == pytest.approx(0.1, rel=1e-4)
     assert t.sample(5, torch.Generator().manual_seed(0)).shape == (5, 2)
     assert math.isfinite(float(t.score(torch.zeros(3, 2)).sum()))
+
+
+def test_score_model_target_samples_are_the_noised_marginal():
+    """ScoreModelTarget.sample draws π = p_{t₀} itself: model samples pushed through the forward transition,
+    so at σ̃ = 0.5 the covariance is s²(S + σ̃² I), not the clean S (sampled from the model's ODE, which
+    with the exact Gaussian score is exact up to the Heun error)."""
+    model, mix, mean, cov = _gaussian_model()
+    t = _target(model, sigma_tilde=0.5)
+    x = t.sample(20_000, torch.Generator().manual_seed(1)).double()
+    tt = torch.tensor(t.t_min, dtype=torch.float64)
+    s = float(model.sde.mean_scale(tt))
+    want = s * s * (cov + 0.25 * torch.eye(2, dtype=torch.float64))
+    assert torch.allclose(torch.cov(x.T), want, atol=0.03), (torch.cov(x.T), want)
+    assert torch.allclose(x.mean(0), s * mean, atol=0.03)

@@ -19,7 +19,8 @@ __all__ = ["SBTM"]
 @register
 class SBTM(Sampler):
     """Score-based transport modelling (Ilin et al. 2025): n deterministic particles, no weights. NFE = the
-    target score evaluations (n per Euler step, 2n per Heun step)."""
+    target score evaluations: n for the finiteness check at the start, then n per Euler step (2n per Heun
+    step), i.e. n·(1 + steps) with Euler."""
 
     name = "sbtm"
     Config = SBTMConfig
