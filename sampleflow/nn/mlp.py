@@ -133,7 +133,8 @@ class MLP(nn.Module):
         return self.layers(x)
 
     def forward_and_jvp(self, x: torch.Tensor, v: torch.Tensor):
-        """(f(x), J_f(x) v) by propagating the tangent v layer by layer (forward-mode AD by hand); None when
+        """(f(x), J_f(x) v) by propagating the tangent v layer by layer (forward-mode AD by hand); ``x`` is
+        (n, in_dim), ``v`` (n, in_dim) or a stack (k, n, in_dim) of tangents sharing one primal pass. None when
         an activation has no known derivative (callers then fall back to ``torch.func.jvp``)."""
         h, dh = x, v
         for layer in self.layers:
@@ -183,7 +184,8 @@ class ResidualMLP(nn.Module):
         return self.output_layer(h)
 
     def forward_and_jvp(self, x: torch.Tensor, v: torch.Tensor):
-        """(f(x), J_f(x) v) by propagating the tangent v through the layers (forward-mode AD by hand); None
+        """(f(x), J_f(x) v) by propagating the tangent v through the layers (forward-mode AD by hand); ``x`` is
+        (n, in_dim), ``v`` (n, in_dim) or a stack (k, n, in_dim) of tangents sharing one primal pass. None
         when the activation has no known derivative (callers then fall back to ``torch.func.jvp``)."""
         linear = nn.functional.linear
         first = self.hidden[0]

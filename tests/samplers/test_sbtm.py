@@ -173,6 +173,7 @@ def test_same_seed_same_trajectory_bit_for_bit():
     c = sf.sample(t, "sbtm", seed=4, **kw)
     assert torch.equal(a.trajectory, b.trajectory) and torch.equal(a.x, b.x)
     assert a.trajectory.shape == (4, 150, 2) and a.info["trajectory_steps"] == [0, 2, 4, 6]
+    assert a.info["train_iterations"] == 6 * 3 and a.info["init_iterations"] >= 10   # counted apart
     assert not torch.equal(a.x, c.x)
 
 

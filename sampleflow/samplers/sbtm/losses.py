@@ -32,15 +32,16 @@ VectorField = Callable[[torch.Tensor], torch.Tensor]
 def jvp_rows(s: VectorField, x: torch.Tensor, tangents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """s(x) and the Jacobian-vector products J_s(x) vₖ for k tangents at once.
 
-    ``x`` (n, d), ``tangents`` (k, n, d). The k copies of x are stacked into one (k·n, d) batch and pushed
-    through one forward-mode ``torch.func.jvp`` (valid because rows of s are independent). Returns
-    (s(x) of shape (n, d), J v of shape (k, n, d)). A network with a ``forward_and_jvp(x, v)`` method (the
-    MLPs of :mod:`sampleflow.nn`: tangents pushed through by hand, 2–3× cheaper on small batches) is used
-    through it."""
+    ``x`` (n, d), ``tangents`` (k, n, d). Returns (s(x) of shape (n, d), J v of shape (k, n, d)). A network
+    with a ``forward_and_jvp(x, v)`` method (the MLPs of :mod:`sampleflow.nn`: tangents pushed through by
+    hand, 2–3× cheaper on small batches) computes s(x) once and carries the k tangents along; otherwise the
+    k copies of x are stacked into one (k·n, d) batch for a single ``torch.func.jvp`` (valid because rows of
+    s are independent)."""
     k, n, d = tangents.shape
-    xs, vs = x.repeat(k, 1), tangents.reshape(k * n, d)
-    pair = s.forward_and_jvp(xs, vs) if hasattr(s, "forward_and_jvp") else None
-    out, jv = pair if pair is not None else jvp(s, (xs,), (vs,))
+    pair = s.forward_and_jvp(x, tangents) if hasattr(s, "forward_and_jvp") else None
+    if pair is not None:
+        return pair
+    out, jv = jvp(s, (x.repeat(k, 1),), (tangents.reshape(k * n, d),))
     return out[:n], jv.reshape(k, n, d)
 
 
