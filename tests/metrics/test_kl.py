@@ -237,6 +237,7 @@ def test_kde_kl_is_clipped_at_zero():
     raw = float((kde_log_density(x) - lp_shift(torch.as_tensor(x))).mean())
     assert raw < -0.9
     assert float(kde_kl(x, lp_shift)) == 0.0
+    assert float(kde_kl(x, lp_shift, clip=False)) == pytest.approx(raw, abs=1e-12)
 
 
 @pytest.mark.parametrize("x, lp, kw, msg", [
