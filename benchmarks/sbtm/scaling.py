@@ -153,6 +153,40 @@ def md_table(header, rows):
                      + ["| " + " | ".join(f(c) for c in r) + " |" for r in rows])
 
 
+def describe_step(r: dict) -> str:
+    text = (f"{r['method']:5s} n={r['n']:>6} thr={r['threads']} {r['total_ms']:9.2f} ms/step "
+            f"(cpu {r['cpu_ms']:.1f} ms, load {r['load']:.1f}) peak {r['peak_mb']:.0f} MB (base {r['base_mb']:.0f})")
+    if r["method"].startswith("sbtm"):
+        text += (f"  train {r['train_ms']:.1f} net {r['net_all_ms']:.1f} target {r['target_ms']:.2f} "
+                 f"rest {r['rest_ms']:.2f} flow {r['flow_ms']:.1f}")
+    return text
+
+
+def describe_memory(r: dict) -> str:
+    return (f"sbtm full sampler n={r['n']} steps={r['steps']}: {r['wall_s']:.1f} s, peak {r['peak_mb']:.0f} MB "
+            f"(base {r['base_mb']:.0f}), init fit {r['init_iterations']} it")
+
+
+def run_jobs(jobs: list, path: Path, fields: list, describe) -> list:
+    """Run each job in a fresh subprocess, appending its row to the CSV ``path`` as soon as it is done
+    (a new file when there are jobs; with none the file is left as it is)."""
+    rows = []
+    if not jobs:
+        return rows
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for spec in jobs:
+            r = launch(spec)
+            if "kind" in r and "method" in fields:
+                r["method"] = r.pop("kind")
+            rows.append(r)
+            w.writerow(r)
+            fh.flush()
+            print(describe(r), flush=True)
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: small n, few steps")
@@ -191,34 +225,8 @@ def main():
         mem_jobs = []
     elif args.only == "memory":
         jobs = []
-    step_rows, mem_rows = [], []
-    with open(RES / f"scaling_steps{tag}.csv", "w" if jobs else "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=STEP_FIELDS, extrasaction="ignore")
-        if jobs:
-            w.writeheader()
-        for spec in jobs:
-            r = launch(spec)
-            r["method"] = r.pop("kind")
-            step_rows.append(r)
-            w.writerow(r)
-            fh.flush()
-            print(f"{r['method']:5s} n={r['n']:>6} thr={r['threads']} {r['total_ms']:9.2f} ms/step "
-                  f"(cpu {r['cpu_ms']:.1f} ms, load {r['load']:.1f}) "
-                  f"peak {r['peak_mb']:.0f} MB (base {r['base_mb']:.0f})"
-                  + (f"  train {r['train_ms']:.1f} net {r['net_all_ms']:.1f} target {r['target_ms']:.2f} "
-                     f"rest {r['rest_ms']:.2f} flow {r['flow_ms']:.1f}" if r["method"].startswith("sbtm") else ""),
-                  flush=True)
-    with open(RES / f"scaling_memory{tag}.csv", "w" if mem_jobs else "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=MEM_FIELDS, extrasaction="ignore")
-        if mem_jobs:
-            w.writeheader()
-        for spec in mem_jobs:
-            r = launch(spec)
-            mem_rows.append(r)
-            w.writerow(r)
-            fh.flush()
-            print(f"sbtm full sampler n={r['n']} steps={r['steps']}: {r['wall_s']:.1f} s, peak {r['peak_mb']:.0f} MB "
-                  f"(base {r['base_mb']:.0f}), init fit {r['init_iterations']} it", flush=True)
+    step_rows = run_jobs(jobs, RES / f"scaling_steps{tag}.csv", STEP_FIELDS, describe_step)
+    mem_rows = run_jobs(mem_jobs, RES / f"scaling_memory{tag}.csv", MEM_FIELDS, describe_memory)
     if args.only is None:
         report(step_rows, mem_rows, tag, time.perf_counter() - t_all)
     else:

@@ -33,7 +33,13 @@ batch 512, and a linear field at batch 64; one CPU thread; torch 2.13):
 * exact, D > 32 → ``vmap(jacrev)``: at D = 50 about 15 % faster than the autograd loop with a
   backward pass on top, and 2.9× faster than batched autograd double-backward.
 
-Both backends give the same numbers to rounding.
+* ``"tangent"`` — the field's own hand-written forward-mode product ``f.forward_and_jvp(x, V)`` (the MLPs
+  of :mod:`sampleflow.nn` provide it: the tangents are pushed through each layer with the activation's
+  known derivative, the primal pass is shared by all tangents). ``"auto"`` uses it whenever ``f`` has it
+  and ``x`` is (B, d): for SBTM's implicit score matching on a 400 × 128 residual MLP it made a training
+  iteration 2–3× cheaper than ``torch.func.jvp`` and ≈ 1.3× cheaper than the autograd double backward.
+
+All backends give the same numbers to rounding.
 
 Differentiability ("create_graph" behaviour) follows PyTorch's grad mode: under grad mode, when
 ``x`` or a tensor ``f`` closes over (a network's parameters) requires grad, the returned divergence
@@ -179,8 +185,23 @@ def _autograd(f: Field, x: Tensor, eps: Tensor | None) -> tuple[Tensor, Tensor]:
     return fx, div
 
 
-_BACKENDS = ("auto", "autograd", "func")
+_BACKENDS = ("auto", "autograd", "func", "tangent")
 _AUTO_JACREV_ABOVE = 32  # exact divergence: "auto" uses vmap(jacrev) for event sizes above this
+
+
+def _tangent(f: Field, x: Tensor, eps: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """Forward mode by the field's own ``forward_and_jvp(x, V)`` with the D basis vectors (exact) or the
+    probes ``eps`` (Hutchinson) as the tangent stack V; None when the field cannot (unknown activation)."""
+    B, D = x.shape
+    exact = eps is None
+    V = torch.eye(D, dtype=x.dtype, device=x.device)[:, None, :].expand(D, B, D) if exact else eps
+    pair = f.forward_and_jvp(x, V)
+    if pair is None:
+        return None
+    fx, jv = pair
+    _check_out(fx, x)
+    div = jv.diagonal(dim1=0, dim2=2).sum(-1) if exact else (V * jv).sum(-1).mean(0)
+    return fx, div
 
 
 def value_and_divergence(
@@ -211,6 +232,13 @@ def value_and_divergence(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    tangent = backend == "tangent" or (backend == "auto" and hasattr(f, "forward_and_jvp") and x.ndim == 2)
+    if tangent and not (hasattr(f, "forward_and_jvp") and x.ndim == 2):
+        raise ValueError("backend='tangent' needs a field with a forward_and_jvp(x, v) method and x of shape (B, d)")
+    if method == "exact" and tangent:
+        out = _tangent(f, x, None)
+        if out is not None:
+            return out
     if method == "exact":
         if backend == "func" or (backend == "auto" and math.prod(x.shape[1:]) > _AUTO_JACREV_ABOVE):
             return _exact_func(f, x)
@@ -228,6 +256,10 @@ def value_and_divergence(
                 f"or x.shape; got {tuple(noise.shape)}"
             )
         noise = noise.to(dtype=x.dtype, device=x.device)
+    if tangent:
+        out = _tangent(f, x, noise)
+        if out is not None:
+            return out
     if backend == "func":
         return _hutchinson_func(f, x, noise)
     return _autograd(f, x, noise)

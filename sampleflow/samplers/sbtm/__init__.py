@@ -1,7 +1,8 @@
 """Score-based transport modelling (SBTM; Ilin et al., "Score-based deterministic density sampling", 2025):
 deterministic particles moved by ∇log π − s, with s ≈ ∇log f_t learned on the fly.
 
-* :mod:`.losses` — implicit score matching (exact / Hutchinson divergence), the antithetic denoising loss,
+* :mod:`.losses` — implicit score matching (exact / Hutchinson divergence from
+  :mod:`sampleflow.sde.divergence`), the antithetic denoising loss,
   explicit score matching, the relative Fisher information (pure functions);
 * :mod:`.config` — :class:`SBTMConfig` (the paper's settings as defaults);
 * :mod:`.score` — the score network and its persistent-optimiser training on the particles;
@@ -10,11 +11,9 @@ deterministic particles moved by ∇log π − s, with s ≈ ∇log f_t learned 
 """
 from .config import SBTMConfig
 from .flow import FlowResult, sbtm_flow
-from .losses import (denoising_ism_loss, esm_loss, exact_divergence, hutchinson_divergence, ism_loss,
-                     relative_fisher)
+from .losses import denoising_ism_loss, esm_loss, ism_loss, relative_fisher
 from .sampler import SBTM
 from .score import ScoreTrainer, build_score_network
 
 __all__ = ["SBTM", "SBTMConfig", "sbtm_flow", "FlowResult", "ScoreTrainer", "build_score_network",
-           "ism_loss", "denoising_ism_loss", "esm_loss", "exact_divergence", "hutchinson_divergence",
-           "relative_fisher"]
+           "ism_loss", "denoising_ism_loss", "esm_loss", "relative_fisher"]
