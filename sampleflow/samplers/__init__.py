@@ -7,10 +7,11 @@ from .mcmc import HMC, MALA, ULA, HMCConfig, MALAConfig, ULAConfig
 from .pt import PT, PTConfig
 from .svgd import SVGD, SVGDConfig
 from .sbtm import SBTM, SBTMConfig
+from .pinn import PINN, PINNConfig
 from .smc import AIS, SMC, AISConfig, SMCConfig
 from .diffusion import CMCD, DDS, DIS, PIS, Bridge, BridgeConfig, CMCDConfig, DDSConfig, DISConfig, PISConfig
 
 __all__ = ["Sampler", "CountingTarget", "get", "names", "register", "UnknownSamplerError",
            "Exact", "ExactConfig", "Importance", "ImportanceConfig",
-           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig", "SVGD", "SVGDConfig", "SBTM", "SBTMConfig", "AIS", "AISConfig", "SMC", "SMCConfig",
+           "ULA", "ULAConfig", "MALA", "MALAConfig", "HMC", "HMCConfig", "PT", "PTConfig", "SVGD", "SVGDConfig", "SBTM", "SBTMConfig", "PINN", "PINNConfig", "AIS", "AISConfig", "SMC", "SMCConfig",
            "PIS", "PISConfig", "DIS", "DISConfig", "DDS", "DDSConfig", "Bridge", "BridgeConfig", "CMCD", "CMCDConfig"]
