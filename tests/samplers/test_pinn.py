@@ -73,8 +73,10 @@ def test_change_of_variables_gives_the_pushed_forward_density():
 
 
 def test_learned_pinn_recovers_log_z_and_the_target():
-    """600 Adam steps at 256 collocation points (≈ 15 s): the residual falls by orders of magnitude, F(1) and
-    the importance-weighted log Z are within 0.05 of log Z = 1.3, and the samples have the target's moments."""
+    """600 Adam steps at 256 collocation points (≈ 10 s): the residual falls by orders of magnitude, F(1) and
+    the importance-weighted log Z are within 0.05 of log Z = 1.3, and the samples have the target's moments.
+    Measured: mean squared residual 122 → 0.0036, F(1) = 1.3000, IS log Z = 1.2999, ESS 0.9998, sample
+    mean 1.505 and std 0.588 (exact 1.5 and 0.6)."""
     t = _target()
     cfg = PINNConfig(iterations=600, batch_size=256, width=32, depth=3, prior_std=1.0, ode_steps=50,
                      lr=3e-3, lr_final=3e-4, dtype="float64")
