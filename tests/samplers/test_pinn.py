@@ -98,3 +98,18 @@ def test_config_errors():
         PINNConfig(schedule="sqrt")
     with pytest.raises(ValueError, match="divergence"):
         PINNConfig(divergence="bogus")
+
+
+def test_trajectory_collocation_points():
+    """With trajectory_fraction the second part of the batch lies on the model's own Euler paths: at t = 0
+    they are p₀ draws, and every t is a grid time."""
+    cfg = PINNConfig(width=16, depth=2, prior_std=1.0, trajectory_fraction=0.5, collocation_steps=4,
+                     dtype="float64")
+    s = PINN(_target(), cfg)
+    t, x = s.collocation(400, torch.Generator().manual_seed(0))
+    assert t.shape == (400,) and x.shape == (400, 1)
+    grid_t = t[200:]
+    assert torch.allclose(grid_t * 4, torch.round(grid_t * 4))
+    assert float(x[:200].min()) >= -4.0 and float(x[:200].max()) <= 4.0
+    with pytest.raises(ValueError, match="trajectory_fraction"):
+        PINNConfig(trajectory_fraction=1.5)

@@ -3,7 +3,7 @@ continuity-equation residual of a prescribed geometric path vanish at collocatio
 training); samples by integrating dx/dt = b from p₀, log weights by the change of variables.
 
 This first version: geometric path (linear or cosine β), collocation uniform in t and in the target's box
-(widened by ``box_scale``), Adam through :class:`sampleflow.training.Trainer`, RK4 sampling with the exact
+(widened by ``box_scale``) mixed with points from the current model's trajectories, Adam through :class:`sampleflow.training.Trainer`, RK4 sampling with the exact
 (small d) or Hutchinson divergence. The Fokker–Planck and learned-path variants, trajectory/Langevin
 collocation and Gauss–Newton fine-tuning are not built yet.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from ..._rng import make_generator
 from ...nn import MLP, TimeMLP
 from ...samples import Samples
-from ...sde.ode import odeint_with_logdet
+from ...sde.ode import odeint, odeint_with_logdet
 from ...training import TrainConfig, Trainer
 from ..base import CountingTarget, Sampler, Timer
 from ..registry import register
@@ -36,7 +36,12 @@ class PINNConfig:
     width, depth: the velocity network (TimeMLP, zero-initialised output). schedule: β_t of the geometric
     path ("linear" or "cosine"). prior_std: std of p₀ = N(box centre, prior_std² I) (None: a quarter of the
     box width per coordinate). box_scale: collocation x uniform in the box widened by this factor about its
-    centre. divergence / probes: of b in the residual and in the sampling ODE ("auto": exact for d ≤ 10).
+    centre. trajectory_fraction: the share of collocation points taken instead from trajectories of the
+    current model (x₀ ~ p₀, Euler over ``collocation_steps`` steps, a random grid time per point): they put
+    the points where p_t has its mass, which the identity F'(t) = E_{p_t}[∂_t log p̃_t] needs. (Measured on
+    gmm9 with the cpu preset: 0.5 gave F(1) = −1.45 against −1.27 for uniform points and the same IS log Z
+    −0.010 (exact 0), at 1.8× the time, so the default stays 0.)
+    divergence / probes: of b in the residual and in the sampling ODE ("auto": exact for d ≤ 10).
     ode_steps: RK4 steps for sampling. dtype: "float32" / "float64" / None."""
 
     iterations: int = 4000
@@ -49,6 +54,8 @@ class PINNConfig:
     schedule: str = "linear"
     prior_std: float | None = None
     box_scale: float = 1.0
+    trajectory_fraction: float = 0.0
+    collocation_steps: int = 20
     divergence: str = "auto"
     probes: int = 1
     ode_steps: int = 100
@@ -56,7 +63,9 @@ class PINNConfig:
     dtype: str | None = None
 
     def __post_init__(self):
-        for name in ("iterations", "batch_size", "width", "probes", "ode_steps"):
+        if not (isinstance(self.trajectory_fraction, (int, float)) and 0 <= self.trajectory_fraction <= 1):
+            raise ValueError(f"trajectory_fraction must lie in [0, 1], got {self.trajectory_fraction!r}")
+        for name in ("iterations", "batch_size", "width", "probes", "ode_steps", "collocation_steps"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -125,11 +134,21 @@ class PINN(Sampler):
 
     # ------------------------------------------------------------------ training
     def collocation(self, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """t ~ U(0, 1), x ~ U(box): (t (n,), x (n, d))."""
+        """(t (n,), x (n, d)): t ~ U(0, 1), x ~ U(box) for a share 1 − ``trajectory_fraction`` of the points,
+        the rest (t_k, x_{t_k}) from Euler trajectories of the current velocity started at p₀."""
+        c = self.config
+        m = int(round(c.trajectory_fraction * n))
         lo, hi = self.box
-        t = torch.rand(n, generator=generator, dtype=self.dtype)
-        x = lo + (hi - lo) * torch.rand(n, self.target.dim, generator=generator, dtype=self.dtype)
-        return t, x
+        t = torch.rand(n - m, generator=generator, dtype=self.dtype)
+        x = lo + (hi - lo) * torch.rand(n - m, self.target.dim, generator=generator, dtype=self.dtype)
+        if m == 0:
+            return t, x
+        with torch.no_grad():
+            grid = torch.linspace(0.0, 1.0, c.collocation_steps + 1, dtype=self.dtype)
+            _, traj = odeint(lambda y, s: self.velocity(y, s), self.path.prior_sample(m, generator, self.dtype),
+                             grid, method="euler", return_trajectory=True)
+            k = torch.randint(0, c.collocation_steps + 1, (m,), generator=generator)
+        return torch.cat([t, grid[k]]), torch.cat([x, traj[k, torch.arange(m)]])
 
     def residual(self, t, x, target=None, generator=None):
         path = self.path if target is None else GeometricPath(target, self.path.mean, self.path.std,
