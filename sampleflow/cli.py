@@ -114,7 +114,8 @@ def _fit_learned(cls, target, overrides, args, out: Path):
     sampler.history.to_csv(out / "history.csv")
     log_z = target.log_Z.value if target.log_Z is not None else None
     training_curves(sampler.history, out / "training.png", log_Z=log_z,
-                    title=f"{args.sampler} ({sampler.config.loss}) on {target.name}")
+                    title=f"{args.sampler}" + (f" ({sampler.config.loss})" if hasattr(sampler.config, "loss") else "")
+                    + f" on {target.name}")
     sampler.save(out / "sampler.pt")
     return sampler
 
@@ -151,6 +152,8 @@ def cmd_sample(args) -> int:
             return 130
         s = sampler.sample(args.n, generator=make_generator(args.seed + 1, "cpu"))
         written += [out / "checkpoint.pt", out / "sampler.pt", out / "history.csv", out / "training.png"]
+        if hasattr(sampler, "figures"):          # method-specific pictures (e.g. the PINN velocity field)
+            written += sampler.figures(out, generator=make_generator(args.seed + 2, "cpu"))
     else:
         if args.loss is not None or args.resume or args.iterations is not None or args.time_budget is not None:
             raise ValueError(f"--loss/--resume/--iterations/--time-budget apply to learned samplers; "

@@ -7,7 +7,8 @@ import numpy as np
 
 from .io import atomic_write
 
-__all__ = ["scatter_samples", "training_curves", "image_grid", "particle_trajectories", "step_diagnostics"]
+__all__ = ["scatter_samples", "training_curves", "image_grid", "particle_trajectories", "step_diagnostics",
+           "velocity_panels"]
 
 
 def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str = "", max_points: int = 5000,
@@ -96,6 +97,27 @@ def particle_trajectories(trajectory, path: str | Path, *, box=None, reference=N
         _set_box(ax, box, i, j)
         ax.legend(loc="upper right", fontsize=7, markerscale=2)
     ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def velocity_panels(frames: list[dict], path: str | Path, *, box, title: str = "") -> Path:
+    """One panel per time of a 2-D transport: the velocity field as arrows on a grid over ``box`` and the
+    particles at that time. Each frame is ``{"t": float, "grid": (G, 2), "velocity": (G, 2), "points": (m, 2)}``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(frames), figsize=(3.3 * len(frames), 3.4), dpi=110, squeeze=False)
+    for ax, fr in zip(axes[0], frames):
+        g, v, p = (np.asarray(fr[k].detach().cpu() if hasattr(fr[k], "detach") else fr[k])
+                   for k in ("grid", "velocity", "points"))
+        ax.scatter(p[:, 0], p[:, 1], s=1, c="C0", alpha=0.4, rasterized=True)
+        ax.quiver(g[:, 0], g[:, 1], v[:, 0], v[:, 1], color="0.25", width=0.004)
+        _set_box(ax, box, 0, 1)
+        ax.set_title(f"t = {fr['t']:.2f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 

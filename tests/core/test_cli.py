@@ -81,3 +81,16 @@ def test_sbtm_run_writes_diagnostics_and_trajectory(tmp_path, capsys):
     assert z["x"].shape == (300, 2) and z["trajectory"].shape == (13, 300, 2)   # every step (12 // 50 → 1)
     assert main(["sample", "--sampler", "importance", "--target", "gmm9", "--steps", "3", "--out", str(out)]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_pinn_run_writes_the_velocity_picture(tmp_path):
+    """`sampleflow sample --sampler pinn` (test preset): training files, samples with log weights, and the
+    velocity-field picture of a 2-D target."""
+    out = tmp_path / "p"
+    assert main(["sample", "--sampler", "pinn", "--target", "gmm9", "--preset", "test", "-n", "300",
+                 "--iterations", "30", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"samples.npz", "metrics.json", "training.png", "history.csv", "velocity.png", "sampler.pt"} <= names
+    z = np.load(out / "samples.npz")
+    assert z["x"].shape == (300, 2) and np.isfinite(z["log_weights"]).all()
+    assert (out / "velocity.png").stat().st_size > 20_000

@@ -113,3 +113,15 @@ def test_trajectory_collocation_points():
     assert float(x[:200].min()) >= -4.0 and float(x[:200].max()) <= 4.0
     with pytest.raises(ValueError, match="trajectory_fraction"):
         PINNConfig(trajectory_fraction=1.5)
+
+
+@pytest.mark.slow
+def test_pinn_covers_every_mode_of_gmm9():
+    """The cpu preset on the 9-mode grid mixture (≈ 40–70 s): every mode covered and the importance-weighted
+    log Z within 0.05 of the exact 0. Measured: EMC 0.998, log Z −0.0097, ESS 0.47 (F(1) = −1.27: the path
+    estimate is only as good as the residual is small, the importance-weighted one is the number to use)."""
+    t = sf.targets.get("gmm9")
+    s = sf.sample(t, "pinn", n=2000, seed=0, preset="cpu")
+    m = sf.evaluate(s, t)
+    assert m["emc"] >= 0.95, m
+    assert abs(s.log_Z() - 0.0) < 0.05, s.log_Z()

@@ -212,6 +212,26 @@ class PINN(Sampler):
         return Samples(x=x1, log_weights=log_w, nfe=counted.nfe, wall_time=timer.seconds, sampler=self.name,
                        target=self.target.name, info=info)
 
+    def figures(self, out: str | Path, n: int = 2000, generator: torch.Generator | None = None) -> list[Path]:
+        """For 2-D targets, ``velocity.png``: the learned velocity field and the particles at t = 0, ¼, ½, ¾, 1
+        (the density path as the model transports it). Returns the files written."""
+        from ...plots import velocity_panels
+        if self.target.dim != 2:
+            return []
+        times = [0.0, 0.25, 0.5, 0.75, 1.0]
+        lo, hi = (b.to(self.dtype) for b in self.target.box)
+        axes = [torch.linspace(float(lo[i]), float(hi[i]), 15, dtype=self.dtype) for i in range(2)]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            x0 = self.path.prior_sample(n, generator, dtype=self.dtype)
+            steps = self.config.ode_steps - self.config.ode_steps % 4
+            _, traj = odeint(lambda y, s: self.velocity(y, s), x0, torch.linspace(0, 1, steps + 1, dtype=self.dtype),
+                             method="rk4", return_trajectory=True)
+            frames = [{"t": t, "grid": grid, "velocity": self.velocity(grid, t), "points": traj[round(t * steps)]}
+                      for t in times]
+        return [velocity_panels(frames, Path(out) / "velocity.png", box=self.target.box,
+                                title=f"pinn on {self.target.name}: learned velocity and particles")]
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {**super().state_dict(), "velocity": self.velocity.state_dict(),
