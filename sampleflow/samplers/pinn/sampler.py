@@ -3,9 +3,9 @@ continuity-equation residual of a prescribed geometric path vanish at collocatio
 training); samples by integrating dx/dt = b from p₀, log weights by the change of variables.
 
 This first version: geometric path (linear or cosine β), collocation uniform in t and in the target's box
-(widened by ``box_scale``) mixed with points from the current model's trajectories, Adam through :class:`sampleflow.training.Trainer`, RK4 sampling with the exact
-(small d) or Hutchinson divergence. The Fokker–Planck and learned-path variants, trajectory/Langevin
-collocation and Gauss–Newton fine-tuning are not built yet.
+(widened by ``box_scale``), optionally mixed with points from the current model's trajectories, Adam
+through :class:`sampleflow.training.Trainer`, RK4 sampling with the exact (small d) or Hutchinson divergence. Gauss–Newton fine-tuning after Adam (:meth:`PINN.fine_tune`). The
+Fokker–Planck and learned-path variants and Langevin collocation are not built yet.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from ...training import TrainConfig, Trainer
 from ..base import CountingTarget, Sampler, Timer
 from ..registry import register
 from .path import GeometricPath
+from .gauss_newton import gauss_newton_step
 from .residual import continuity_residual
 
 __all__ = ["PINN", "PINNConfig", "LogZPath"]
@@ -185,6 +186,20 @@ class PINN(Sampler):
         self.fit_info = {"iterations": self.trainer.iteration, "train_seconds": timer.seconds,
                          "train_nfe": counting.nfe, "stop_reason": self.trainer.stop_reason}
         return self
+
+    def fine_tune(self, steps: int = 20, batch_size: int | None = None, generator=None,
+                  damping: float = 1e-6) -> list[dict]:
+        """Gauss–Newton fine-tuning after Adam (:mod:`.gauss_newton`): ``steps`` damped Gauss–Newton steps,
+        each on a fresh collocation batch (default: the config's batch size), with a backtracking line
+        search. Returns the per-step {"loss_before", "loss_after", "eta"}."""
+        g = make_generator(0 if generator is None else generator)
+        params = [p for m in (self.velocity, self.log_z_path) for p in m.parameters() if p.requires_grad]
+        log = []
+        for _ in range(steps):
+            t, x = self.collocation(batch_size or self.config.batch_size, g)
+            log.append(gauss_newton_step(lambda: self.residual(t, x), params, damping))
+        self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + steps
+        return log
 
     def log_Z_path_estimate(self) -> float:
         """F(1), the learned log Z (no samples needed)."""
