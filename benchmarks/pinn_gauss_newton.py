@@ -6,6 +6,7 @@ from the same weights (a new Adam state, constant lr = the preset's final lr) fo
 points, F(1), the importance-weighted log Z (2000 samples) and its error, ESS and the entropic mode coverage.
 
     OMP_NUM_THREADS=1 python benchmarks/pinn_gauss_newton.py [--target gmm9] [--iterations 1500] [--gn-steps 10]
+        [--gn-batch 512] [--damping 1e-6]
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def main(argv=None) -> None:
     p.add_argument("--iterations", type=int, default=1500)
     p.add_argument("--gn-steps", type=int, default=10)
     p.add_argument("--gn-batch", type=int, default=512)
+    p.add_argument("--damping", type=float, default=1e-6, help="λ relative to the mean squared row norm of J")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     target = sf.targets.get(args.target)
@@ -49,7 +51,7 @@ def main(argv=None) -> None:
     rows = [row("Adam", base, target, time.perf_counter() - t0)]
     gn = copy.deepcopy(base)
     t0 = time.perf_counter()
-    log = gn.fine_tune(args.gn_steps, batch_size=args.gn_batch, generator=1)
+    log = gn.fine_tune(args.gn_steps, batch_size=args.gn_batch, generator=1, damping=args.damping)
     gn_seconds = time.perf_counter() - t0
     rows.append(row(f"+ {args.gn_steps} Gauss-Newton", gn, target, gn_seconds))
     more = copy.deepcopy(base)
