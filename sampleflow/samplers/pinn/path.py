@@ -32,6 +32,10 @@ class GeometricPath:
             raise ValueError(f"schedule must be one of {list(_SCHEDULES)}, got {schedule!r}")
         self.target, self.mean, self.std, self.schedule = target, mean, std, schedule
 
+    def with_target(self, target) -> "GeometricPath":
+        """The same path towards another target object (e.g. an NFE-counting wrapper of the same target)."""
+        return GeometricPath(target, self.mean, self.std, self.schedule)
+
     def beta(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """(β_t, β'_t)."""
         if self.schedule == "linear":

@@ -151,10 +151,9 @@ class PINN(Sampler):
             k = torch.randint(0, c.collocation_steps + 1, (m,), generator=generator)
         return torch.cat([t, grid[k]]), torch.cat([x, traj[k, torch.arange(m)]])
 
-    def residual(self, t, x, target=None, generator=None):
-        path = self.path if target is None else GeometricPath(target, self.path.mean, self.path.std,
-                                                              self.path.schedule)
-        return continuity_residual(self.velocity, self.log_z_path.rate(t), path, t, x,
+    def residual(self, t, x, path: GeometricPath | None = None, generator=None):
+        """r(t, x) of the current networks along ``path`` (default: the sampler's own path)."""
+        return continuity_residual(self.velocity, self.log_z_path.rate(t), path or self.path, t, x,
                                    divergence=self.divergence, probes=self.config.probes, generator=generator)
 
     def fit(self, generator: torch.Generator | int | None = None, *, iterations: int | None = None,
@@ -172,11 +171,12 @@ class PINN(Sampler):
                                                     "target": self.target.name},
                                generator=g, desc="pinn")
         counting = CountingTarget(self.target)
+        counted_path = self.path.with_target(counting)
         one = torch.ones(1, dtype=self.dtype)
 
         def step(i):
             t, x = self.collocation(c.batch_size, g)
-            r = self.residual(t, x, counting, g)
+            r = self.residual(t, x, counted_path, g)
             with torch.no_grad():
                 log_z = float(self.log_z_path(one))
             return (r * r).mean(), {"logZ": log_z}

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...nn import MLP, GradientField, ResidualMLP
+from ...training.trainer import _global_grad_norm
 from .config import SBTMConfig
 from .losses import denoising_ism_loss, esm_loss, ism_loss
 
@@ -75,7 +76,8 @@ class ScoreTrainer:
         self.optimizer.step()
 
     def _grad_norm(self) -> float:
-        return math.sqrt(sum(float((p.grad * p.grad).sum()) for p in self.net.parameters() if p.grad is not None))
+        """The global gradient 2-norm (the training module's helper; one host sync)."""
+        return float(_global_grad_norm([p.grad for p in self.net.parameters() if p.grad is not None]))
 
     def train(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
