@@ -64,18 +64,25 @@ def _langevin_mean(state: MCMCState, h: torch.Tensor, s2: torch.Tensor) -> torch
 
 
 def ula_step(state: MCMCState, log_prob_and_score: LogProbAndScore, step_size,
-             generator: torch.Generator | None, scale=None) -> MCMCState:
+             generator: torch.Generator | None, scale=None, tamed: bool = False) -> MCMCState:
     """One step of the unadjusted Langevin algorithm (Roberts & Tweedie, Bernoulli 1996):
 
         x' = x + h S² ∇log π(x) + √(2h) S ξ,   ξ ~ N(0, I),  S = diag(scale) (identity when None),
 
     the Euler–Maruyama discretisation of the preconditioned Langevin diffusion
     dX = S²∇log π(X) dt + √2 S dW. No accept/reject: its stationary law is biased by O(h)
-    (for N(0, σ²) and S = 1 the stationary variance is σ²/(1 − h/(2σ²)))."""
+    (for N(0, σ²) and S = 1 the stationary variance is σ²/(1 − h/(2σ²))).
+
+    ``tamed=True``: the coordinate-wise tamed drift of Brosse, Durmus, Moulines & Sabanis (Stoch. Proc.
+    Appl. 2019, "tULAc"), h S²∇log π / (1 + h |S²∇log π|) per coordinate, which cannot overshoot where the
+    gradient is not globally Lipschitz (a funnel's neck: plain ULA there blows up and flings chains out)."""
     x = state.x
     h, s = _per_chain(step_size, x), _vec(scale, x)
     xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    x_new = _langevin_mean(state, h, s * s) + torch.sqrt(2 * h) * s * xi
+    drift = h * s * s * state.score
+    if tamed:
+        drift = drift / (1 + drift.abs())
+    x_new = x + drift + torch.sqrt(2 * h) * s * xi
     return init_state(x_new, log_prob_and_score)
 
 

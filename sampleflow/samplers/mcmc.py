@@ -98,7 +98,8 @@ class ULAConfig(ChainOptions):
     """step_size: h (fixed). n_warmup: burn-in iterations. n_steps: iterations after burn-in.
     init: "box" | "prior" | tensor; init_scale: std of the "prior" init. adapt_preconditioner:
     estimate S = diag(std) in burn-in (h is then rescaled to h/min(std)², keeping
-    the step on the narrowest coordinate). keep_trajectory: store every
+    the step on the narrowest coordinate). tamed: the coordinate-wise tamed drift (Brosse et al. 2019), for
+    gradients that grow faster than linearly (funnels). keep_trajectory: store every
     ``thin``-th state of the sampling phase as Samples.trajectory, shape (n_steps // thin, n, d), on
     the chains' device (memory n_steps/thin · n · d numbers). dtype: None (torch default), "float32",
     "float64"."""
@@ -107,9 +108,12 @@ class ULAConfig(ChainOptions):
     n_warmup: int = 1000
     n_steps: int = 1000
     adapt_preconditioner: bool = False
+    tamed: bool = False
 
     def __post_init__(self):
         check_chain_config(self)
+        if not isinstance(self.tamed, bool):
+            raise ValueError(f"tamed must be True or False, got {self.tamed!r}")
 
 
 @dataclass
@@ -282,7 +286,7 @@ class ULA(_MCMC):
     presets = {"default": {}, "cpu": {"n_warmup": 200, "n_steps": 200}}
 
     def _step(self, state, f, h, precond_std, generator):
-        return K.ula_step(state, f, h, generator, scale=precond_std), None
+        return K.ula_step(state, f, h, generator, scale=precond_std, tamed=self.config.tamed), None
 
 
 @register

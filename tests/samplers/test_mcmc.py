@@ -171,6 +171,47 @@ def test_mala_funnel_d10_first_coordinate_with_log_uniform_step_jitter():
     assert abs(numbers[3] - 0.574) < 0.05, numbers
 
 
+def test_ula_funnel_d10_first_coordinate_stationary_bias_tamed():
+    """ULA on the benchmark funnel (d = 10, x₀ ~ N(0, 3²)). ULA cannot be run from a cold start here: the
+    mouth (x₀ ≈ 6, conditional scale e³ ≈ 20) relaxes in time ~e^{x₀} ≈ 400 while the neck (x₀ ≈ −6) needs
+    h < 2e^{x₀}; measured from N(0, I) at h = 1e-4 over 400 000 iterations (t = 40): mean −0.69, std 2.32. What
+    ULA can be asked is how far its own stationary law is from π, so the chains start at exact draws and run
+    t = 5. Plain ULA at h = 1e-3 is thrown out of the neck (a chain with h > 2e^{x₀} oscillates with growing
+    amplitude and the neck term of ∂log π/∂x₀ flings it to large x₀: std 6.2 measured, seed 5); the tamed
+    drift (Brosse et al. 2019) removes that: measured mean 0.09 / 0.18, std 2.80 / 2.78, P(x₀ < −3) 0.134 /
+    0.127 (seeds 5, 6; exact 0, 3, 0.159). Its O(h) bias thins the neck, hence the stated tolerances:
+    |mean| < 0.4, |std − 3| < 0.5 (as MALA's), |P(x₀ < −3) − 0.159| < 0.06, 2000 chains (SE(mean) 0.07)."""
+    t = sf.targets.get("funnel", dim=10)
+    g = torch.Generator().manual_seed(5)
+    start = t.sample(2000, g).double()
+    s = sf.sample(t, "ula", n=2000, seed=5, dtype="float64", init=start, step_size=1e-3, n_warmup=0,
+                  n_steps=5000, tamed=True)
+    x0 = s.x[:, 0]
+    numbers = (float(x0.mean()), float(x0.std()), float((x0 < -3).double().mean()))
+    assert abs(numbers[0]) < 0.4, numbers
+    assert abs(numbers[1] - 3.0) < 0.5, numbers
+    assert abs(numbers[2] - 0.158655) < 0.06, numbers
+
+
+def test_ula_tamed_drift_is_bounded_and_validated():
+    """The tamed drift never moves a coordinate by more than 1 however large the gradient; it agrees with
+    plain ULA to O(h²·|∇|²) where the gradient is small."""
+    from sampleflow.samplers import kernels as K
+    big = lambda x: (-(1e6 * x ** 2).sum(-1) / 2, -1e6 * x)
+    st = K.init_state(torch.ones(4, 3, dtype=torch.float64), big)
+    g = torch.Generator().manual_seed(0)
+    moved = K.ula_step(st, big, 0.1, g, tamed=True).x - 1.0
+    noise = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * (0.2 ** 0.5)
+    assert ((moved - noise).abs() <= 1.0 + 1e-12).all() and ((moved - noise) < -0.99).all()
+    small = _std_normal(d=3)
+    st = K.init_state(torch.full((4, 3), 0.1, dtype=torch.float64), small.log_prob_and_score)
+    a = K.ula_step(st, small.log_prob_and_score, 1e-3, torch.Generator().manual_seed(1), tamed=True).x
+    b = K.ula_step(st, small.log_prob_and_score, 1e-3, torch.Generator().manual_seed(1)).x
+    assert (a - b).abs().max() < 1e-7
+    with pytest.raises(ValueError, match="tamed"):
+        sf.samplers.get("ula").Config(tamed="yes")
+
+
 @pytest.mark.parametrize("name", ["hmc", "mala"])
 def test_log_jitter_validation_and_default_off(name):
     assert sf.samplers.get(name).Config().log_jitter == 0.0
