@@ -10,6 +10,11 @@
     sampleflow generate train --data moons|circles|swiss_roll|gmm|digits|file.npy --out RUN
                       [--preset cpu --iterations N --sde vp --parametrisation eps --seed S --resume]
     sampleflow generate sample RUN --sampler heun --steps 18 -n 10000 [--out DIR --seed S]
+    sampleflow bench suites                     list the shipped suites
+    sampleflow bench run SUITE|file.yaml --out DIR [--jobs N | --executor ray --address HOST:PORT]
+                      [--gpus-per-cell G --seeds 0,1 --retry-failed --no-report]
+    sampleflow bench results --out DIR [--suite S --sampler L --target L --status done --metric NAME --csv F]
+    sampleflow bench report --out DIR [--suite S]
 """
 from __future__ import annotations
 
@@ -277,6 +282,81 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """The benchmark suite: ``bench suites | run | results | report``."""
+    from .bench import load_suite, shipped_suites
+    from .bench.runner import STORE_NAME, run_suite
+    from .bench.store import ResultsStore
+    from .tables import text_table
+    if args.bench_cmd == "suites":
+        for name, path in sorted(shipped_suites().items()):
+            suite = load_suite(path)
+            print(f"{name:10s} {len(suite.cells()):4d} cells  {suite.description}")
+        return 0
+    out = Path(args.out)
+    if args.bench_cmd == "run":
+        suite = load_suite(args.suite)
+        if args.seeds is not None:
+            from .bench.suite import with_overrides
+            suite = with_overrides(suite, seeds=tuple(_int_list(args.seeds, "--seeds")))
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+        try:
+            summary = run_suite(suite, out, executor=args.executor, jobs=args.jobs, address=args.address,
+                                gpus_per_cell=args.gpus_per_cell, threads=args.threads,
+                                retry_failed=args.retry_failed)
+        except KeyboardInterrupt:
+            print(f"interrupted: run the same command again to resume (finished cells are kept in {out / STORE_NAME})",
+                  file=sys.stderr)
+            return 130
+        print(summary.line())
+        if not args.no_report:
+            _bench_report(out, suite.name)
+        return 0
+    if not (out / STORE_NAME).is_file():
+        raise FileNotFoundError(f"--out: no results store at {out / STORE_NAME} (run `sampleflow bench run` first)")
+    if args.bench_cmd == "report":
+        _bench_report(out, args.suite)
+        return 0
+    with ResultsStore(out / STORE_NAME) as store:             # bench results
+        rows = store.cells(suite=args.suite, sampler=args.sampler, target=args.target, status=args.status)
+        if args.csv:
+            store.export_csv(args.csv, rows)
+            print(f"wrote {len(rows)} rows to {args.csv}")
+    metrics = [args.metric] if args.metric else ["log_Z_error", "ess", "sinkhorn", "mmd", "emc"]
+    if args.metric and rows and not any(args.metric in r["metrics"] for r in rows):
+        known = sorted({k for r in rows for k in r["metrics"]})
+        raise ValueError(f"--metric: no cell has a metric {args.metric!r}; known: {known}")
+    table = [{"target": r["target"], "sampler": r["sampler"], "seed": r["seed"], "status": r["status"],
+              **{m: r["metrics"].get(m) for m in metrics}, "wall_time": r["wall_time"]} for r in rows]
+    if args.json:
+        print(json.dumps(table, indent=1))
+    else:
+        print(text_table(table, ["target", "sampler", "seed", "status", *metrics, "wall_time"]))
+    return 0
+
+
+def _bench_report(out: Path, suite: str | None) -> None:
+    from .bench.report import summary_rows, write_report
+    from .bench.runner import STORE_NAME
+    from .bench.store import ResultsStore
+    from .tables import text_table
+    with ResultsStore(out / STORE_NAME) as store:
+        cells = store.cells(suite=suite)
+    written = write_report(cells, out)
+    rows = summary_rows(cells)
+    if rows:
+        print(text_table(rows, list(rows[0])))
+    print(f"report: {Path(written['html']).resolve()}  (and {Path(written['markdown']).resolve()})")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sampleflow", description="Sampling by learned dynamical measure transport.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -345,6 +425,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="output folder (default: the run folder)")
     q.set_defaults(func=cmd_generate)
+
+    q = sub.add_parser("bench", help="benchmark suites: run a grid of samplers × targets × seeds, query, report")
+    bsub = q.add_subparsers(dest="bench_cmd", required=True)
+    bsub.add_parser("suites", help="list the shipped suites")
+    b = bsub.add_parser("run", help="run a suite's unfinished cells into a results folder, then write the report")
+    b.add_argument("suite", help="a shipped suite (quick, standard, paper) or a suite YAML file")
+    b.add_argument("--out", required=True, help="results folder (store, cell folders, report)")
+    b.add_argument("--executor", choices=["local", "ray"], default="local")
+    b.add_argument("--jobs", type=int, default=1, help="local executor: cells run at once (processes)")
+    b.add_argument("--address", help="ray executor: address of an existing cluster (default: start a local one)")
+    b.add_argument("--gpus-per-cell", type=float, default=0, help="ray executor: GPUs reserved per cell")
+    b.add_argument("--threads", type=int, help="torch threads per cell (default: cores / jobs)")
+    b.add_argument("--seeds", help="override the suite's seeds, e.g. 0,1,2")
+    b.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    b.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
+    b = bsub.add_parser("results", help="query the results store (filters match labels exactly)")
+    b.add_argument("--out", required=True, help="results folder")
+    for flag in ("--suite", "--sampler", "--target", "--metric"):
+        b.add_argument(flag)
+    b.add_argument("--status", choices=["pending", "running", "done", "failed"])
+    b.add_argument("--csv", help="export the selected cells with every metric to this CSV file")
+    b.add_argument("--json", action="store_true")
+    b = bsub.add_parser("report", help="write report.md and report.html (with plots) from the store")
+    b.add_argument("--out", required=True, help="results folder")
+    b.add_argument("--suite", help="only this suite's cells")
+    q.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("demo", help="score exact and deliberately poor samplers on two targets")
     q.add_argument("--out", default="demo_output")
