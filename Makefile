@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sampleflow demo --out demo_output
+	$(BIN)/sampleflow demo --out demo_output --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

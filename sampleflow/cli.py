@@ -6,7 +6,7 @@
                       [--loss lv --preset cpu --resume]  (learned samplers: checkpoint, history, curves)
     sampleflow evaluate samples.npz --target NAME
     sampleflow data list | path | fetch NAME [--base-url URL]
-    sampleflow demo [--out DIR]
+    sampleflow demo [--out DIR --jobs N]           the `quick` benchmark suite and its report (= make demo)
     sampleflow generate train --data moons|circles|swiss_roll|gmm|digits|file.npy --out RUN
                       [--preset cpu --iterations N --sde vp --parametrisation eps --seed S --resume]
     sampleflow generate sample RUN --sampler heun --steps 18 -n 10000 [--out DIR --seed S]
@@ -248,9 +248,10 @@ def cmd_data(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
-    run_demo(args.out, n=args.n, seed=args.seed)
-    return 0
+    """``make demo``: the ``quick`` suite into ``--out`` (resumable like any suite), then its report."""
+    args.suite, args.executor, args.address, args.gpus_per_cell = "quick", "local", None, 0
+    args.seeds, args.retry_failed, args.no_report, args.bench_cmd = None, False, False, "run"
+    return cmd_bench(args)
 
 
 def cmd_generate(args) -> int:
@@ -284,7 +285,7 @@ def cmd_generate(args) -> int:
 
 def cmd_bench(args) -> int:
     """The benchmark suite: ``bench suites | run | results | report``."""
-    from .bench import load_suite, shipped_suites
+    from .bench import SuiteError, load_suite, shipped_suites
     from .bench.runner import STORE_NAME, run_suite
     from .bench.store import ResultsStore
     from .tables import text_table
@@ -311,12 +312,18 @@ def cmd_bench(args) -> int:
             return 130
         print(summary.line())
         if not args.no_report:
-            _bench_report(out, suite.name)
+            _bench_report(out, cell_ids=[c.cell_id for c in suite.cells()])
         return 0
     if not (out / STORE_NAME).is_file():
         raise FileNotFoundError(f"--out: no results store at {out / STORE_NAME} (run `sampleflow bench run` first)")
     if args.bench_cmd == "report":
-        _bench_report(out, args.suite)
+        if args.suite is None:
+            _bench_report(out)
+        else:          # a suite file or shipped name: exactly its current cells; else cells stored under that name
+            try:
+                _bench_report(out, cell_ids=[c.cell_id for c in load_suite(args.suite).cells()])
+            except SuiteError:
+                _bench_report(out, suite=args.suite)
         return 0
     with ResultsStore(out / STORE_NAME) as store:             # bench results
         rows = store.cells(suite=args.suite, sampler=args.sampler, target=args.target, status=args.status)
@@ -336,17 +343,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _bench_report(out: Path, suite: str | None) -> None:
-    from .bench.report import summary_rows, write_report
+def _bench_report(out: Path, suite: str | None = None, cell_ids: list[str] | None = None) -> None:
+    """Write the report of the selected cells (all, a suite name's, or exactly ``cell_ids``) and print a short
+    summary: per target and sampler, the mean ± std over seeds of the main metrics."""
+    from .bench.report import format_mean_std, summary_rows, write_report
     from .bench.runner import STORE_NAME
     from .bench.store import ResultsStore
     from .tables import text_table
     with ResultsStore(out / STORE_NAME) as store:
-        cells = store.cells(suite=suite)
+        cells = store.cells(suite=suite, cell_ids=cell_ids)
+    if not cells:
+        raise ValueError(f"no cells to report in {out / STORE_NAME}" + (f" for suite {suite!r}" if suite else ""))
     written = write_report(cells, out)
     rows = summary_rows(cells)
-    if rows:
-        print(text_table(rows, list(rows[0])))
+    metrics = [m for m in ("log_Z_error", "ess", "sinkhorn", "emc", "wall_time") if any(r.get(m) is not None for r in rows)]
+    table = [{"target": r["target"], "sampler": r["sampler"], "seeds": r["seeds"], "failed": r["failed"],
+              **{m: format_mean_std(r.get(m), r.get(f"{m}_std")) for m in metrics}} for r in rows]
+    if table:
+        print(text_table(table, ["target", "sampler", "seeds", "failed", *metrics]))
     print(f"report: {Path(written['html']).resolve()}  (and {Path(written['markdown']).resolve()})")
 
 
@@ -449,13 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b = bsub.add_parser("report", help="write report.md and report.html (with plots) from the store")
     b.add_argument("--out", required=True, help="results folder")
-    b.add_argument("--suite", help="only this suite's cells")
+    b.add_argument("--suite", help="only this suite's cells: a suite file or shipped name (exactly its current "
+                                   "cells), else the cells stored under that suite name")
     q.set_defaults(func=cmd_bench)
 
-    q = sub.add_parser("demo", help="score exact and deliberately poor samplers on two targets")
+    q = sub.add_parser("demo", help="run the quick benchmark suite and write its report (what `make demo` does)")
     q.add_argument("--out", default="demo_output")
-    q.add_argument("-n", type=int, default=2000)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--jobs", type=int, default=1, help="cells run at once (processes)")
+    q.add_argument("--threads", type=int, help="torch threads per cell (default: cores / jobs)")
     q.set_defaults(func=cmd_demo)
     return p
 

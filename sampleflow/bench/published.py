@@ -93,8 +93,7 @@ PUBLISHED: tuple[PublishedValue, ...] = (
                  note="best found; SCLD itself 134.23"),
     _be_sinkhorn("funnel", {"dim": 10}, 134.23, "SCLD", "SCLD paper (ICLR 2025)"),
     # DW-4, W2 (AS/ASBS protocol)
-    PublishedValue("dw4", {}, "w2", 1.04, "LV-PIS", "Havens et al. 2025 (AS) / Liu et al. 2025 (ASBS)", "AS-W2",
-                   std=0.29),
+    PublishedValue("dw4", {}, "w2", 1.04, "LV-PIS (log-variance sampler)", _SRC_TABLE, "AS-W2", std=0.29),
     PublishedValue("dw4", {}, "w2", 0.43, "ASBS", "Liu et al. 2025 (ASBS)", "AS-W2", std=0.05,
                    note="best found; AS 0.62, PIS 0.68, iDEM 0.70, DDS 0.92"),
     # ManyWell d=32
@@ -131,7 +130,8 @@ PUBLISHED: tuple[PublishedValue, ...] = (
                    protocol_stated=False, note="no other published value found (exact log Z = 329.391)"),
     # Multi-well d=5, Sinkhorn (SCLD protocol)
     PublishedValue("multiwell", {"dim": 5}, "sinkhorn", 0.15, "ASBS", "Liu et al. 2025 (ASBS)", "SCLD-sinkhorn",
-                   std=0.02, note="best found; AS 0.32, SCLD 0.44, DDS 0.63, PIS 0.65"),
+                   std=0.02, note="best found; AS 0.32, SCLD 0.44, DDS 0.63, PIS 0.65; matched to the registry's "
+                   "multiwell dim=5 (m=5, delta=4.0)"),
     # Speed of the peers on a 2-core CPU (Funnel-10; our cells' training seconds per iteration from history.csv)
     *(PublishedValue("funnel", {"dim": 10}, "time_per_iteration", value, method, _SPEED_SRC, "speed-2core",
                      our_method=ours, settings={"loss": loss, "batch_size": 512, "n_steps": 100})

@@ -13,7 +13,6 @@ Layout of the results folder::
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +91,3 @@ def _record(store: ResultsStore, spec: dict, outcome, summary: RunSummary, root:
     summary.done.append(cid)
     if outcome["resumed_from"]:
         summary.resumed.append(cid)
-
-
-def default_threads(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))

@@ -281,3 +281,43 @@ def test_ray_reuses_connection_and_warns_on_missing_gpus(ray_executor):
         other = RayExecutor(address=ray_executor.address, num_gpus=1)
     other.close()
     assert ray.is_initialized()
+
+
+SUITE_FOR_BOTH = """
+name: both
+n: 300
+seeds: [0, 1]
+targets: [{name: gaussian, params: {dim: 2}, label: gauss2}, gmm9]
+samplers:
+  - {label: mala, sampler: mala, preset: cpu, options: {n_warmup: 50}, budget: {iterations: 50}}
+  - {label: dis, sampler: dis, preset: test, options: {loss: lv}, budget: {iterations: 20}}
+"""
+
+
+@ray_only
+def test_ray_and_local_executors_give_the_same_table(ray_executor, tmp_path):
+    """The whole runner on both executors (same suite, same seeds, one torch thread per cell): every cell's
+    metrics (all but wall-clock times) agree to float precision, the Ray cells ran in worker processes, the store and report are the same
+    shape."""
+    from sampleflow.bench import load_suite
+    from sampleflow.bench.runner import STORE_NAME, run_suite
+    from sampleflow.bench.store import ResultsStore
+
+    (tmp_path / "both.yaml").write_text(SUITE_FOR_BOTH)
+    suite = load_suite(tmp_path / "both.yaml")
+    tables = {}
+    for kind in ("local", "ray"):
+        summary = run_suite(suite, tmp_path / kind, executor=kind, threads=1,
+                            address=ray_executor.address if kind == "ray" else None)
+        assert len(summary.done) == 8 and not summary.failed
+        with ResultsStore(tmp_path / kind / STORE_NAME) as store:
+            tables[kind] = {c["cell_id"]: c for c in store.cells()}
+    assert tables["local"].keys() == tables["ray"].keys()
+    for cid, local in tables["local"].items():
+        remote = tables["ray"][cid]
+        assert remote["host"].split(":")[-1] != str(os.getpid()) == local["host"].split(":")[-1]
+        assert local["metrics"].keys() == remote["metrics"].keys()
+        for k, v in local["metrics"].items():
+            if "time" in k:                          # wall-clock times differ, everything else must not
+                continue
+            assert remote["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9, nan_ok=True), (cid, k)

@@ -88,6 +88,12 @@ def test_tiny_suite_runs_skips_and_reports(tmp_path, capsys):
     assert main(["bench", "run", str(suite_file), "--out", str(out), "--no-report", "--retry-failed"]) == 0
     assert "0 done, 2 failed, 8 already finished" in capsys.readouterr().out
 
+    # the report again, selected by the suite file (exactly its cells) and by the stored suite name
+    assert main(["bench", "report", "--out", str(out), "--suite", str(suite_file)]) == 0
+    assert main(["bench", "report", "--out", str(out), "--suite", "tiny"]) == 0
+    assert main(["bench", "report", "--out", str(out), "--suite", "other"]) == 2
+    assert "no cells to report" in capsys.readouterr().err
+
     # queries and CSV export
     assert main(["bench", "results", "--out", str(out), "--sampler", "mala", "--metric", "sinkhorn",
                  "--csv", str(tmp_path / "mala.csv")]) == 0

@@ -8,8 +8,15 @@ with a schedule β: [0, 1] → [0, 1], β_0 = 0, β_1 = 1. Its time derivative a
 
     ∂_t log p̃_t(x) = β'_t (log π̃(x) − log p₀(x)),     ∇log p̃_t(x) = (1 − β_t) ∇log p₀(x) + β_t ∇log π̃(x),
 
-are what the continuity-equation residual needs (:mod:`.residual`). Every function takes t of shape (B,) (or a
-0-d tensor) and x of shape (B, d), and returns per-row values; the target is evaluated once per call.
+are what the continuity-equation residual needs (:mod:`.residual`). The Fokker–Planck residual also needs the
+Laplacian
+
+    Δlog p̃_t(x) = (1 − β_t) Δlog p₀(x) + β_t Δlog π̃(x),        Δlog p₀ = −Σ_i 1/std_i²,
+
+with Δlog π̃ = ∇·∇log π̃ exact or by Hutchinson (:func:`sampleflow.sde.divergence.value_and_divergence`).
+Every function takes t of shape (B,) (or a 0-d tensor) and x of shape (B, d), and returns per-row values; the
+target is evaluated once per call (:meth:`GeometricPath.terms_with_laplacian`: once for log π̃ and once for the
+divergence of its score).
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from ...sde.divergence import value_and_divergence
 
 __all__ = ["GeometricPath"]
 
@@ -59,3 +68,29 @@ class GeometricPath:
         b, db = self.beta(torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[:-1]))
         log_p = (1 - b) * lp0 + b * lpi
         return log_p, db * (lpi - lp0), (1 - b)[..., None] * s0 + b[..., None] * spi
+
+    def _time(self, t, x: Tensor) -> Tensor:
+        return torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[:-1])
+
+    def score(self, t: Tensor, x: Tensor) -> Tensor:
+        """∇log p̃_t(x) = (1 − β_t)∇log p₀(x) + β_t∇log π̃(x) (one target score evaluation)."""
+        _, s0 = self.prior_log_prob_and_score(x)
+        b, _ = self.beta(self._time(t, x))
+        return (1 - b)[..., None] * s0 + b[..., None] * self.target.score(x)
+
+    def terms_with_laplacian(self, t: Tensor, x: Tensor, *, divergence: str = "exact", probes: int = 1,
+                             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(log p̃_t, ∂_t log p̃_t, ∇log p̃_t, Δlog p̃_t) at (t, x); Δlog π̃ is the divergence of the target's
+        score, ``divergence`` "exact" or "hutchinson" with ``probes`` probes, by autograd through
+        ``target.score`` (an analytic score must be written in differentiable torch operations; a score that
+        does not depend on x differentiably reads as Δlog π̃ = 0). Nothing here depends on learned parameters,
+        so no graph is kept."""
+        with torch.no_grad():
+            lp0, s0 = self.prior_log_prob_and_score(x)
+            lpi = self.target.log_prob(x)
+            spi, lap_pi = value_and_divergence(self.target.score, x, method=divergence, n_probes=probes,
+                                               generator=generator)
+            b, db = self.beta(self._time(t, x))
+            lap0 = -(1 / self.std.to(x) ** 2).sum()
+            return ((1 - b) * lp0 + b * lpi, db * (lpi - lp0), (1 - b)[..., None] * s0 + b[..., None] * spi,
+                    (1 - b) * lap0 + b * lap_pi)

@@ -1,11 +1,23 @@
 """``pinn``: the PINN sampler of Sun et al. (2024) — a velocity b(t, x) and F(t) = log Z_t learned by making the
-continuity-equation residual of a prescribed geometric path vanish at collocation points (no simulation in
-training); samples by integrating dx/dt = b from p₀, log weights by the change of variables.
+residual of a transport PDE vanish at collocation points (no simulation in training). Three variants
+(``variant``):
 
-This first version: geometric path (linear or cosine β), collocation uniform in t and in the target's box
-(widened by ``box_scale``), optionally mixed with points from the current model's trajectories, Adam
-through :class:`sampleflow.training.Trainer`, RK4 sampling with the exact (small d) or Hutchinson divergence. Gauss–Newton fine-tuning after Adam (:meth:`PINN.fine_tune`). The
-Fokker–Planck and learned-path variants and Langevin collocation are not built yet.
+* ``"continuity"`` (default): the continuity equation of a prescribed geometric path (linear or cosine β);
+  samples by RK4 on dx/dt = b from p₀, log weights by the change of variables (exact or Hutchinson divergence).
+* ``"fokker_planck"``: the SDE dX = b dt + σ dW (constant ``sigma`` > 0) along the same path, trained on the
+  Fokker–Planck residual (:func:`.residual.fokker_planck_residual`); samples by Euler–Maruyama, log weights by
+  the discrete-time path-space Radon–Nikodym derivative with the known reverse-time drift b − σ²∇log p̃_t
+  (:mod:`.sde_sampling`; our choice of weights, not the paper's recipe); F(1) is the simulation-free log Z.
+* ``"learned_path"``: a learned log-density V(t, x) with the boundary values built in and a learned scalar
+  F = log Z, a gradient velocity b = ∇Φ, and the loss E[r_cont²] + ``hj_weight``·E[r_HJ²] (continuity, or FP
+  for ``sigma`` > 0, plus Hamilton–Jacobi: the optimal-transport / Schrödinger-bridge path; :mod:`.learned_path`);
+  samples by the ODE (σ = 0, change-of-variables weights with ∇·b = ΔΦ) or the SDE (σ > 0, path weights with
+  the backward drift ∇Φ − σ²∇V).
+
+Collocation (resampled every step): uniform in t and in the target's box (widened by ``box_scale``), points on
+the current model's own trajectories, and points from annealed Langevin runs on the path
+(:mod:`.collocation`), mixed by ``collocation`` fractions (or the older ``trajectory_fraction``). Adam through
+:class:`sampleflow.training.Trainer`; Gauss–Newton fine-tuning after Adam (:meth:`PINN.fine_tune`).
 """
 from __future__ import annotations
 
@@ -25,16 +37,23 @@ from ...training import TrainConfig, Trainer
 from ..base import CountingTarget, Sampler, Timer
 from ..registry import register
 from .path import GeometricPath
+from .collocation import annealed_langevin_points
 from .gauss_newton import gauss_newton_step
-from .residual import continuity_residual
+from .learned_path import LearnedLogDensity, PotentialVelocity
+from .residual import continuity_residual, fokker_planck_residual, learned_path_residuals
+from .sde_sampling import euler_maruyama_log_ratio
 
 __all__ = ["PINN", "PINNConfig", "LogZPath"]
+
+VARIANTS = ("continuity", "fokker_planck", "learned_path")
+COLLOCATION_KINDS = ("uniform", "trajectory", "langevin")
 
 
 @dataclass
 class PINNConfig:
     """iterations, batch_size (collocation points per step), lr → lr_final (geometric), grad_clip: training.
-    width, depth: the velocity network (TimeMLP, zero-initialised output). schedule: β_t of the geometric
+    width, depth: the velocity network (TimeMLP, zero-initialised output; for "learned_path" the networks of Φ
+    and of the correction N in V, MLPs on (x, t)). schedule: β_t of the geometric
     path ("linear" or "cosine"). prior_std: std of p₀ = N(box centre, prior_std² I) (None: a quarter of the
     box width per coordinate). box_scale: collocation x uniform in the box widened by this factor about its
     centre. trajectory_fraction: the share of collocation points taken instead from trajectories of the
@@ -42,8 +61,23 @@ class PINNConfig:
     the points where p_t has its mass, which the identity F'(t) = E_{p_t}[∂_t log p̃_t] needs. (Measured on
     gmm9 with the cpu preset: 0.5 gave F(1) = −1.45 against −1.27 for uniform points and the same IS log Z
     −0.010 (exact 0), at 1.8× the time, so the default stays 0.)
-    divergence / probes: of b in the residual and in the sampling ODE ("auto": exact for d ≤ 10).
-    ode_steps: RK4 steps for sampling. dtype: "float32" / "float64" / None."""
+    divergence / probes: of b in the residual and in the sampling ODE ("auto": exact for d ≤ 10); also the
+    Laplacians (of log π̃, V, Φ) of the SDE and learned-path variants.
+    ode_steps: RK4 steps for sampling (Euler–Maruyama steps for the SDE variants). dtype: "float32" / "float64"
+    / None.
+
+    variant: "continuity" (ODE on the prescribed path), "fokker_planck" (SDE with diffusion ``sigma`` on the
+    prescribed path) or "learned_path" (learned V, b = ∇Φ, Hamilton–Jacobi regularisation; module docstring).
+    sigma: the constant diffusion scale σ of dX = b dt + σ dW: must be > 0 for "fokker_planck", 0 for
+    "continuity", ≥ 0 for "learned_path" (0: ODE and optimal transport; > 0: SDE and Schrödinger bridge).
+    hj_weight: weight of the mean squared Hamilton–Jacobi residual in the learned-path loss.
+    collocation: None (uniform points mixed with ``trajectory_fraction`` trajectory points) or a dict of
+    fractions summing to 1 over "uniform", "trajectory" and "langevin" (missing keys are 0), e.g.
+    {"uniform": 0.5, "langevin": 0.5}; trajectory_fraction must then be 0. Langevin points: chains from p₀
+    annealed over the grid of ``collocation_steps`` + 1 times, ``langevin_steps`` ULA steps of size
+    ``langevin_step`` on p̃_t at each (the learned V for "learned_path"), the state after them kept with its
+    time; they lag behind p_t when langevin_steps × langevin_step is short against the target's relaxation
+    time (an absolute step: scale it with the target's length scale squared)."""
 
     iterations: int = 4000
     batch_size: int = 1024
@@ -62,6 +96,12 @@ class PINNConfig:
     ode_steps: int = 100
     checkpoint_every: int = 500
     dtype: str | None = None
+    variant: str = "continuity"
+    sigma: float = 0.0
+    hj_weight: float = 1.0
+    collocation: dict | None = None
+    langevin_steps: int = 10
+    langevin_step: float = 0.02
 
     def __post_init__(self):
         if not (isinstance(self.trajectory_fraction, (int, float)) and 0 <= self.trajectory_fraction <= 1):
@@ -84,6 +124,51 @@ class PINNConfig:
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+        if not (_is_number(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma must be a non-negative number, got {self.sigma!r}")
+        if self.variant == "fokker_planck" and self.sigma == 0:
+            raise ValueError("sigma must be positive for variant 'fokker_planck' (sigma = 0 is the 'continuity' "
+                             "variant)")
+        if self.variant == "continuity" and self.sigma != 0:
+            raise ValueError(f"sigma must be 0 for variant 'continuity' (got {self.sigma!r}); use variant "
+                             "'fokker_planck' for an SDE")
+        if not (_is_number(self.hj_weight) and self.hj_weight >= 0):
+            raise ValueError(f"hj_weight must be a non-negative number, got {self.hj_weight!r}")
+        if not (isinstance(self.langevin_steps, int) and not isinstance(self.langevin_steps, bool)
+                and self.langevin_steps >= 1):
+            raise ValueError(f"langevin_steps must be a positive integer, got {self.langevin_steps!r}")
+        if not (_is_number(self.langevin_step) and self.langevin_step > 0):
+            raise ValueError(f"langevin_step must be a positive number, got {self.langevin_step!r}")
+        if self.collocation is not None:
+            if not isinstance(self.collocation, dict):
+                raise ValueError(f"collocation must be None or a dict of fractions over {list(COLLOCATION_KINDS)}, "
+                                 f"got {self.collocation!r}")
+            unknown = set(self.collocation) - set(COLLOCATION_KINDS)
+            if unknown:
+                raise ValueError(f"collocation has unknown kinds {sorted(unknown)}; "
+                                 f"the kinds are {list(COLLOCATION_KINDS)}")
+            if not all(_is_number(v) and v >= 0 for v in self.collocation.values()):
+                raise ValueError(f"collocation fractions must be non-negative numbers, got {self.collocation!r}")
+            if abs(sum(self.collocation.values()) - 1) > 1e-6:
+                raise ValueError(f"collocation fractions must sum to 1, got {self.collocation!r} "
+                                 f"(sum {sum(self.collocation.values())})")
+            if self.trajectory_fraction != 0:
+                raise ValueError("give either collocation or trajectory_fraction, not both (set "
+                                 "trajectory_fraction=0 and a 'trajectory' share in collocation)")
+
+    @property
+    def collocation_fractions(self) -> dict:
+        """The shares of uniform / trajectory / langevin collocation points."""
+        if self.collocation is None:
+            return {"uniform": 1.0 - self.trajectory_fraction, "trajectory": float(self.trajectory_fraction),
+                    "langevin": 0.0}
+        return {k: float(self.collocation.get(k, 0.0)) for k in COLLOCATION_KINDS}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class LogZPath(nn.Module):
@@ -109,7 +194,8 @@ class LogZPath(nn.Module):
 
 @register
 class PINN(Sampler):
-    """Simulation-free PINN sampler (Sun et al. 2024): learned b and log Z_t on a geometric path."""
+    """Simulation-free PINN sampler (Sun et al. 2024): learned b and log Z_t on a geometric path (ODE or SDE), or
+    a learned path V with b = ∇Φ (``config.variant``; module docstring)."""
 
     name = "pinn"
     Config = PINNConfig
@@ -127,40 +213,95 @@ class PINN(Sampler):
         self.path = GeometricPath(target, centre, std, c.schedule)
         self.box = (centre - c.box_scale * width / 2, centre + c.box_scale * width / 2)
         self.divergence = ("exact" if d <= 10 else "hutchinson") if c.divergence == "auto" else c.divergence
-        self.velocity = TimeMLP(d, width=c.width, depth=c.depth).to(self.dtype)
-        self.log_z_path = LogZPath().to(self.dtype)
+        self.sigma = float(c.sigma)
+        if c.variant == "learned_path":    # b = ∇Φ; log_z_path holds V (its network and F), F(t) = β_t F
+            self.velocity = PotentialVelocity(d, width=c.width, depth=c.depth).to(self.dtype)
+            self.log_z_path = LearnedLogDensity(self.path, width=c.width, depth=c.depth).to(self.dtype)
+        else:
+            self.velocity = TimeMLP(d, width=c.width, depth=c.depth).to(self.dtype)
+            self.log_z_path = LogZPath().to(self.dtype)
         self.trainer = None
         self.history = None
         self.fit_info: dict = {}
 
     # ------------------------------------------------------------------ training
-    def collocation(self, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t (n,), x (n, d)): t ~ U(0, 1), x ~ U(box) for a share 1 − ``trajectory_fraction`` of the points,
-        the rest (t_k, x_{t_k}) from Euler trajectories of the current velocity started at p₀."""
+    def collocation(self, n: int, generator, path: GeometricPath | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t (n,), x (n, d)) in three consecutive blocks, by the shares of ``config.collocation_fractions``:
+        t ~ U(0, 1), x ~ U(box); then (t_k, x_{t_k}) from trajectories of the current model started at p₀ (Euler,
+        or Euler–Maruyama with σ for the SDE variants) at a random grid time each; then annealed Langevin points
+        on the path (:func:`.collocation.annealed_langevin_points`), a random subset of the chains' states at the
+        ``collocation_steps`` + 1 grid times. ``path``: e.g. the path with a counting target."""
         c = self.config
-        m = int(round(c.trajectory_fraction * n))
+        fr = c.collocation_fractions
+        n_traj = int(round(fr["trajectory"] * n))
+        n_lang = min(int(round(fr["langevin"] * n)), n - n_traj)
+        n_uni = n - n_traj - n_lang
         lo, hi = self.box
-        t = torch.rand(n - m, generator=generator, dtype=self.dtype)
-        x = lo + (hi - lo) * torch.rand(n - m, self.target.dim, generator=generator, dtype=self.dtype)
-        if m == 0:
-            return t, x
+        ts = [torch.rand(n_uni, generator=generator, dtype=self.dtype)]
+        xs = [lo + (hi - lo) * torch.rand(n_uni, self.target.dim, generator=generator, dtype=self.dtype)]
+        grid = torch.linspace(0.0, 1.0, c.collocation_steps + 1, dtype=self.dtype)
+        if n_traj:
+            traj = self._trajectories(self.path.prior_sample(n_traj, generator, self.dtype), grid, generator)
+            k = torch.randint(0, c.collocation_steps + 1, (n_traj,), generator=generator)
+            ts.append(grid[k])
+            xs.append(traj[k, torch.arange(n_traj)])
+        if n_lang:
+            chains = -(-n_lang // (c.collocation_steps + 1))
+            t_l, x_l = annealed_langevin_points(self._path_score(path or self.path),
+                                                self.path.prior_sample(chains, generator, self.dtype), grid,
+                                                c.langevin_steps, c.langevin_step, generator)
+            pick = torch.randperm(t_l.shape[0], generator=generator)[:n_lang]
+            ts.append(t_l[pick])
+            xs.append(x_l[pick])
+        return torch.cat(ts), torch.cat(xs)
+
+    def _trajectories(self, x0, grid, generator):
+        """(K + 1, m, d) states of the current model from x0 on ``grid``: Euler (σ = 0) or Euler–Maruyama."""
         with torch.no_grad():
-            grid = torch.linspace(0.0, 1.0, c.collocation_steps + 1, dtype=self.dtype)
-            _, traj = odeint(lambda y, s: self.velocity(y, s), self.path.prior_sample(m, generator, self.dtype),
-                             grid, method="euler", return_trajectory=True)
-            k = torch.randint(0, c.collocation_steps + 1, (m,), generator=generator)
-        return torch.cat([t, grid[k]]), torch.cat([x, traj[k, torch.arange(m)]])
+            if self.sigma == 0:
+                return odeint(lambda y, s: self.velocity(y, s), x0, grid, method="euler", return_trajectory=True)[1]
+            x, out = x0, [x0]
+            for k in range(len(grid) - 1):
+                h = grid[k + 1] - grid[k]
+                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                x = x + self.velocity(x, grid[k]) * h + self.sigma * torch.sqrt(h) * noise
+                out.append(x)
+            return torch.stack(out)
+
+    def _path_score(self, path: GeometricPath):
+        """∇log p_t of the variant's path as ``score(t, x)``: the prescribed p̃_t, or ∇V for the learned path."""
+        if self.config.variant == "learned_path":
+            return lambda t, x: self.log_z_path.score(t, x, path)
+        return path.score
+
+    def learned_path_residuals(self, t, x, path: GeometricPath | None = None, generator=None):
+        """(r_cont, r_HJ) of the learned-path variant at (t, x) (:func:`.residual.learned_path_residuals`)."""
+        c = self.config
+        kw = dict(divergence=self.divergence, probes=c.probes, generator=generator)
+        v_terms = self.log_z_path.terms(t, x, path or self.path, laplacian=self.sigma > 0, **kw)
+        phi_terms = self.velocity.derivatives(t, x, laplacian=True, **kw)
+        return learned_path_residuals(v_terms, phi_terms, self.sigma)
 
     def residual(self, t, x, path: GeometricPath | None = None, generator=None):
-        """r(t, x) of the current networks along ``path`` (default: the sampler's own path)."""
-        return continuity_residual(self.velocity, self.log_z_path.rate(t), path or self.path, t, x,
-                                   divergence=self.divergence, probes=self.config.probes, generator=generator)
+        """r(t, x) of the current networks along ``path`` (default: the sampler's own path): the continuity or
+        Fokker–Planck residual (B,), or for the learned path the stacked (r_cont, √hj_weight · r_HJ) of shape
+        (2B,), whose mean square is half the training loss."""
+        c = self.config
+        path = path or self.path
+        kw = dict(divergence=self.divergence, probes=c.probes, generator=generator)
+        if c.variant == "continuity":
+            return continuity_residual(self.velocity, self.log_z_path.rate(t), path, t, x, **kw)
+        if c.variant == "fokker_planck":
+            return fokker_planck_residual(self.velocity, self.log_z_path.rate(t), path, t, x, self.sigma, **kw)
+        r_c, r_hj = self.learned_path_residuals(t, x, path, generator)
+        return torch.cat([r_c, math.sqrt(c.hj_weight) * r_hj])
 
     def fit(self, generator: torch.Generator | int | None = None, *, iterations: int | None = None,
             time_budget: float | None = None, checkpoint: str | Path | None = None, resume: bool = False,
             callback=None, progress: bool | None = None) -> "PINN":
         """Adam on the mean squared residual at fresh collocation points each iteration; history columns
-        ``loss`` and ``logZ`` (= F(1))."""
+        ``loss`` and ``logZ`` (= F(1)); for the learned path also ``loss_cont`` and ``loss_hj`` (the two mean
+        squared residuals; loss = loss_cont + hj_weight · loss_hj)."""
         c = self.config
         g = make_generator(0 if generator is None else generator)
         tc = TrainConfig(iterations=iterations or c.iterations, time_budget=time_budget, lr=c.lr,
@@ -175,11 +316,19 @@ class PINN(Sampler):
         one = torch.ones(1, dtype=self.dtype)
 
         def step(i):
-            t, x = self.collocation(c.batch_size, g)
-            r = self.residual(t, x, counted_path, g)
+            t, x = self.collocation(c.batch_size, g, counted_path)
+            info = {}
+            if c.variant == "learned_path":
+                r_c, r_hj = self.learned_path_residuals(t, x, counted_path, g)
+                lc, lh = (r_c * r_c).mean(), (r_hj * r_hj).mean()
+                loss = lc + c.hj_weight * lh
+                info = {"loss_cont": float(lc.detach()), "loss_hj": float(lh.detach())}
+            else:
+                r = self.residual(t, x, counted_path, g)
+                loss = (r * r).mean()
             with torch.no_grad():
                 log_z = float(self.log_z_path(one))
-            return (r * r).mean(), {"logZ": log_z}
+            return loss, {"logZ": log_z, **info}
 
         with Timer() as timer:
             self.history = self.trainer.run(step, callback=callback, resume=resume)
@@ -188,16 +337,33 @@ class PINN(Sampler):
         return self
 
     def fine_tune(self, steps: int = 20, batch_size: int | None = None, generator=None,
-                  damping: float = 1e-6) -> list[dict]:
+                  damping: float = 1e-6, *, solver: str = "direct", cg_iterations: int = 50,
+                  cg_tol: float = 1e-6) -> list[dict]:
         """Gauss–Newton fine-tuning after Adam (:mod:`.gauss_newton`): ``steps`` damped Gauss–Newton steps,
         each on a fresh collocation batch (default: the config's batch size), with a backtracking line
-        search. Returns the per-step {"loss_before", "loss_after", "eta"}."""
+        search. ``solver``: "direct" (form J, Cholesky), "cg" (matrix-free conjugate gradient on
+        (JᵀJ + λI)δ = Jᵀr with J·v and Jᵀ·u products, at most ``cg_iterations`` iterations or relative
+        residual ``cg_tol``) or "auto" (direct while batch · parameters ≤ 2²², else CG). Within a step the
+        Hutchinson probes (if any) are fixed, so the line search compares the same residual. Returns the
+        per-step {"loss_before", "loss_after", "eta", "solver", …}."""
+        from .gauss_newton import _check_step_args
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        if batch_size is not None and not (isinstance(batch_size, int) and not isinstance(batch_size, bool)
+                                           and batch_size >= 1):
+            raise ValueError(f"batch_size must be None or a positive integer, got {batch_size!r}")
+        _check_step_args(solver, cg_iterations, cg_tol, damping, 12)
         g = make_generator(0 if generator is None else generator)
         params = [p for m in (self.velocity, self.log_z_path) for p in m.parameters() if p.requires_grad]
         log = []
         for _ in range(steps):
             t, x = self.collocation(batch_size or self.config.batch_size, g)
-            log.append(gauss_newton_step(lambda: self.residual(t, x), params, damping))
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=g))
+
+            def residual(t=t, x=x, seed=seed):
+                return self.residual(t, x, generator=torch.Generator().manual_seed(seed))
+            log.append(gauss_newton_step(residual, params, damping, solver=solver, cg_iterations=cg_iterations,
+                                         cg_tol=cg_tol, generator=g))
         self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + steps
         return log
 
@@ -209,7 +375,8 @@ class PINN(Sampler):
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         """x₀ ~ p₀, RK4 on dx/dt = b(t, x) over ``ode_steps`` steps, log q(x₁) = log p₀(x₀) − ∫∇·b dt, and
-        log w = log π̃(x₁) − log q(x₁) (self-normalised: log Z, ESS)."""
+        log w = log π̃(x₁) − log q(x₁) (self-normalised: log Z, ESS). With σ > 0 (the SDE variants):
+        Euler–Maruyama over ``ode_steps`` steps and the path-space log weights of :mod:`.sde_sampling`."""
         n = self._check_n(n)
         c = self.config
         counted = CountingTarget(self.target)
@@ -218,12 +385,19 @@ class PINN(Sampler):
             lp0, _ = self.path.prior_log_prob_and_score(x0)
             grid = torch.linspace(0.0, 1.0, c.ode_steps + 1, dtype=self.dtype)
             stats = {}
-            x1, dlogp = odeint_with_logdet(lambda x, t: self.velocity(x, t), x0, grid, method="rk4",
-                                           divergence=self.divergence, n_probes=c.probes, generator=generator,
-                                           stats=stats)
-            log_w = counted.log_prob(x1) - (lp0 + dlogp)
-        info = {"ode_steps": c.ode_steps, "ode_nfe": stats.get("nfe"), "log_Z_path": self.log_Z_path_estimate(),
-                **self.fit_info}
+            if self.sigma > 0:
+                x1, log_ratio = euler_maruyama_log_ratio(lambda x, t: self.velocity(x, t),
+                                                         self._path_score(self.path.with_target(counted)), x0,
+                                                         grid, self.sigma, generator)
+                log_w = counted.log_prob(x1) - lp0 + log_ratio
+                stats["nfe"] = c.ode_steps + 1
+            else:
+                x1, dlogp = odeint_with_logdet(lambda x, t: self.velocity(x, t), x0, grid, method="rk4",
+                                               divergence=self.divergence, n_probes=c.probes, generator=generator,
+                                               stats=stats)
+                log_w = counted.log_prob(x1) - (lp0 + dlogp)
+        info = {"variant": c.variant, "sigma": self.sigma, "ode_steps": c.ode_steps, "ode_nfe": stats.get("nfe"),
+                "log_Z_path": self.log_Z_path_estimate(), **self.fit_info}
         return Samples(x=x1, log_weights=log_w, nfe=counted.nfe, wall_time=timer.seconds, sampler=self.name,
                        target=self.target.name, info=info)
 

@@ -9,6 +9,8 @@ from torch import nn
 
 from ...nn import MLP, GradientField, ResidualMLP
 from ...training.trainer import _global_grad_norm
+from ...sde.divergence import sample_probes
+from . import fused
 from .config import SBTMConfig
 from .losses import denoising_ism_loss, esm_loss, ism_loss
 
@@ -47,9 +49,18 @@ class ScoreTrainer:
     ``train(x)`` runs the per-step schedule of the config on the particles ``x`` and returns the last
     minibatch loss as a 0-d tensor (no host synchronisation for the "steps" and "epochs" schedules);
     ``fit_initial(x, score)`` fits s to a known score by explicit score matching; ``score(x)`` evaluates s
-    without building a graph."""
+    without building a graph.
 
-    def __init__(self, net: nn.Module, config: SBTMConfig, dim: int, generator: torch.Generator | None = None):
+    Fast path: for the ISM loss on a soft-sign/tanh :class:`ResidualMLP` score field (the paper's setting) the
+    loss gradient comes from the hand-derived backward of :mod:`.fused` (plain matmuls, no autograd graph; the
+    same numbers to float rounding), and the fused AdamW step of ``self.optimizer``. With ``compile=True`` and
+    the "steps" schedule, all iterations of one particle step (minibatch gather, loss, gradient, AdamW) run
+    as one ``torch.compile`` graph (Inductor C++ wrapper) on a flat copy of the parameters and optimiser
+    moments, which the network's parameters and the optimiser's state then view (they stay in sync).
+    ``fast=False`` forces the autograd path."""
+
+    def __init__(self, net: nn.Module, config: SBTMConfig, dim: int, generator: torch.Generator | None = None,
+                 fast: bool = True):
         self.net = net
         self.config = config
         self.generator = generator
@@ -58,7 +69,74 @@ class ScoreTrainer:
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            fused=True)
         self.iterations = 0
-        self._compiled = torch.compile(self._loss) if config.compile else None
+        self.fast = bool(fast) and config.loss == "ism" and fused.supports(net)
+        self._compiled = torch.compile(self._loss) if config.compile and not self.fast else None
+        self._compiled_train = None
+        if self.fast and config.compile and config.schedule == "steps":
+            self._compiled_train = torch.compile(fused.ism_adamw_iterations, options={"cpp_wrapper": True})
+        self._flat = None
+
+    def _fast_step(self, xb: torch.Tensor) -> torch.Tensor:
+        """One iteration of the fast path: hand-derived ISM gradient, then the optimiser's fused AdamW step."""
+        net = self.net
+        probes = None if self.divergence == "exact" else sample_probes(xb, self.config.probes, self.generator)
+        params = fused.resmlp_parameters(net)
+        with torch.no_grad():
+            loss, grads = fused.resmlp_ism_value_and_grad(params, xb, probes, fused._activation_name(net),
+                                                          net.depth, net.projection is not None)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.optimizer.step()
+        return loss
+
+    def _flat_buffers(self):
+        """The flat parameter vector and AdamW moments the compiled path updates in place; (re)built when the
+        network's parameters or the optimiser's moments no longer view them (first use, ``net.to(...)``,
+        ``load_state_dict``). The optimiser state is created here if the optimiser has not stepped yet."""
+        params = fused.resmlp_parameters(self.net)
+        state = [self.optimizer.state[p] for p in params]
+        if self._flat is not None:
+            flat, m, v, _ = self._flat
+            ok = all(p.data_ptr() == q.data_ptr() for p, q in zip(params, fused.unflatten(flat, self._shapes)))
+            ok = ok and all(len(s) and s["exp_avg"].data_ptr() == q.data_ptr()
+                            for s, q in zip(state, fused.unflatten(m, self._shapes)))
+            ok = ok and all(s["exp_avg_sq"].data_ptr() == q.data_ptr()
+                            for s, q in zip(state, fused.unflatten(v, self._shapes)))
+            if ok:
+                return self._flat
+        self._shapes = [p.shape for p in params]
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1) for p in params])
+            m = torch.cat([s["exp_avg"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype)
+                           for p, s in zip(params, state)])
+            v = torch.cat([s["exp_avg_sq"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype)
+                           for p, s in zip(params, state)])
+        for p, s, pv, mv, vv in zip(params, state, fused.unflatten(flat, self._shapes),
+                                    fused.unflatten(m, self._shapes), fused.unflatten(v, self._shapes)):
+            p.data = pv
+            step = s["step"] if len(s) else torch.zeros((), dtype=torch.float32, device=p.device)
+            s.clear()
+            s.update(step=step, exp_avg=mv, exp_avg_sq=vv)
+        steps = [s["step"] for s in state]
+        self._flat = (flat, m, v, steps)
+        return self._flat
+
+    def _train_compiled_steps(self, x: torch.Tensor, batches: torch.Tensor) -> torch.Tensor:
+        """All minibatch iterations of one particle step through the compiled :func:`fused.ism_adamw_iterations`."""
+        c, net = self.config, self.net
+        flat, m, v, steps = self._flat_buffers()
+        probes = None
+        if self.divergence != "exact":
+            probes = [sample_probes(x[idx], c.probes, self.generator) for idx in batches]
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        count = steps[0].to(torch.float64)              # the optimiser's step counter (shared by all parameters)
+        loss = self._compiled_train(flat, m, v, count, x, batches, probes, self._shapes,
+                                    fused._activation_name(net), net.depth, net.projection is not None,
+                                    group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+        for s in steps:
+            s.copy_(count)
+        return loss
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The configured score-matching loss of the network on the particles ``x`` (0-d, differentiable)."""
@@ -85,8 +163,11 @@ class ScoreTrainer:
         n = x.shape[0]
         if c.schedule == "grad_norm":
             for idx in minibatches(n, c.batch_size, c.max_train_steps, self.generator, x.device):
-                loss = self.loss(x[idx])
-                self._step(loss)
+                if self.fast:
+                    loss = self._fast_step(x[idx])
+                else:
+                    loss = self.loss(x[idx])
+                    self._step(loss)
                 self.iterations += 1
                 if self._grad_norm() < c.grad_tol:
                     break
@@ -95,9 +176,15 @@ class ScoreTrainer:
             batches = [b for _ in range(c.epochs) for b in minibatches(n, c.batch_size, None, self.generator, x.device)]
         else:
             batches = minibatches(n, c.batch_size, c.train_steps, self.generator, x.device)
+            if self._compiled_train is not None:
+                self.iterations += len(batches)
+                return self._train_compiled_steps(x, torch.stack(batches)).detach()
         for idx in batches:
-            loss = self.loss(x[idx])
-            self._step(loss)
+            if self.fast:
+                loss = self._fast_step(x[idx])
+            else:
+                loss = self.loss(x[idx])
+                self._step(loss)
         self.iterations += len(batches)
         return loss.detach()
 

@@ -1,0 +1,156 @@
+"""Matrix-free (conjugate-gradient) Gauss–Newton against the direct solve: exact on linear least squares, the
+same direction on a nonlinear residual, and a fine-tune that lowers the PINN residual."""
+import math
+
+import pytest
+import torch
+
+import sampleflow as sf
+from sampleflow.samplers.pinn import PINN, PINNConfig
+from sampleflow.samplers.pinn.gauss_newton import (conjugate_gradient, gauss_newton_direction,
+                                                   gauss_newton_direction_cg, gauss_newton_step,
+                                                   jacobian_products, residual_jacobian, resolve_solver)
+
+D64 = torch.float64
+
+
+def _linear_problem(B=40, P=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(B, P, generator=g, dtype=D64)
+    y = torch.randn(B, generator=g, dtype=D64)
+    w = torch.randn(P - 3, generator=g, dtype=D64, requires_grad=True)      # two parameter tensors
+    b = torch.randn(3, generator=g, dtype=D64, requires_grad=True)
+    return A, y, [w, b], lambda: A @ torch.cat([w, b]) - y
+
+
+def test_products_match_the_jacobian():
+    A, y, params, res = _linear_problem()
+    r = res()
+    jvp, vjp = jacobian_products(r, params)
+    v = torch.randn(9, dtype=D64)
+    u = torch.randn(40, dtype=D64)
+    torch.testing.assert_close(jvp(v), A @ v)
+    torch.testing.assert_close(vjp(u), A.T @ u)
+    torch.testing.assert_close(residual_jacobian(r, params), A)
+
+
+def test_cg_gauss_newton_equals_the_direct_solve_on_linear_least_squares():
+    A, y, params, res = _linear_problem()
+    r = res()
+    jvp, vjp = jacobian_products(r, params)
+    for damping in (0.0, 0.3):
+        cg, info = gauss_newton_direction_cg(jvp, vjp, r.detach(), damping, iterations=50, tol=1e-14)
+        direct = gauss_newton_direction(A, r.detach(), damping)
+        assert float((cg - direct).abs().max()) < 1e-6, info
+        assert info["iterations"] <= 9 + 1
+    # one undamped step (η = 1 accepted) lands on the least-squares optimum
+    log = gauss_newton_step(res, params, damping=0.0, solver="cg", cg_iterations=50, cg_tol=1e-14)
+    assert log["eta"] == 1.0 and log["solver"] == "cg"
+    optimum = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]
+    assert float((torch.cat([p.detach() for p in params]) - optimum).abs().max()) < 1e-6
+    best = float(((A @ optimum - y) ** 2).mean())
+    assert log["loss_after"] == pytest.approx(best, rel=1e-9)
+
+
+def test_direct_solver_uses_the_smaller_system():
+    """B ≤ P: push-through (B × B); B > P: normal equations (P × P) — both equal (JᵀJ + λI)⁻¹Jᵀr."""
+    g = torch.Generator().manual_seed(3)
+    for B, P in ((6, 9), (9, 6)):
+        J = torch.randn(B, P, generator=g, dtype=D64)
+        r = torch.randn(B, generator=g, dtype=D64)
+        ref = torch.linalg.solve(J.T @ J + 0.1 * torch.eye(P, dtype=D64), J.T @ r)
+        torch.testing.assert_close(gauss_newton_direction(J, r, 0.1), ref)
+
+
+def test_conjugate_gradient_solves_spd_systems_and_stops_early():
+    g = torch.Generator().manual_seed(1)
+    M = torch.randn(12, 12, generator=g, dtype=D64)
+    A = M @ M.T + 0.5 * torch.eye(12, dtype=D64)
+    b = torch.randn(12, generator=g, dtype=D64)
+    x, info = conjugate_gradient(lambda v: A @ v, b, iterations=100, tol=1e-12)
+    torch.testing.assert_close(x, torch.linalg.solve(A, b))
+    assert info["relative_residual"] < 1e-10
+    x1, info1 = conjugate_gradient(lambda v: A @ v, b, iterations=1)        # one step: along b
+    assert info1["iterations"] == 1 and torch.allclose(x1 / x1.norm(), b / b.norm())
+    x0, info0 = conjugate_gradient(lambda v: A @ v, torch.zeros(12, dtype=D64), iterations=5)
+    assert info0["iterations"] == 0 and float(x0.abs().max()) == 0.0
+
+
+def test_cg_and_direct_directions_agree_on_a_nonlinear_residual():
+    """A tiny tanh network fitted to sin on 30 points (P = 31): the Gauss–Newton direction by CG (enough
+    iterations, λ > 0 so the system is well conditioned) equals the Cholesky one."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 10), torch.nn.Tanh(), torch.nn.Linear(10, 1)).to(D64)
+    x = torch.linspace(-2, 2, 30, dtype=D64)[:, None]
+    params = list(net.parameters())
+    r = (net(x) - torch.sin(2 * x))[:, 0]
+    J = residual_jacobian(r, params)
+    jvp, vjp = jacobian_products(r, params)
+    lam = 1e-3 * float(J.pow(2).sum(1).mean())
+    direct = gauss_newton_direction(J, r.detach(), lam)
+    cg, info = gauss_newton_direction_cg(jvp, vjp, r.detach(), lam, iterations=500, tol=1e-13)
+    cos = float(cg @ direct / (cg.norm() * direct.norm()))
+    assert cos > 1 - 1e-8, (cos, info)
+    assert float((cg - direct).norm() / direct.norm()) < 1e-4
+    # both steps lower the loss on these points
+    for solver in ("direct", "cg"):
+        copy = [p.detach().clone() for p in params]
+        log = gauss_newton_step(lambda: (net(x) - torch.sin(2 * x))[:, 0], params, damping=1e-3, solver=solver,
+                                cg_iterations=200)
+        assert log["loss_after"] < log["loss_before"] and log["solver"] == solver
+        with torch.no_grad():
+            for p, c in zip(params, copy):
+                p.copy_(c)
+
+
+def test_auto_solver_and_argument_errors():
+    assert resolve_solver("auto", 128, 22_000) == "direct"
+    assert resolve_solver("auto", 512, 22_000) == "cg"
+    assert resolve_solver("cg", 2, 2) == "cg"
+    A, y, params, res = _linear_problem()
+    with pytest.raises(ValueError, match="solver"):
+        gauss_newton_step(res, params, solver="lu")
+    with pytest.raises(ValueError, match="cg_iterations"):
+        gauss_newton_step(res, params, solver="cg", cg_iterations=0)
+    with pytest.raises(ValueError, match="cg_tol"):
+        gauss_newton_step(res, params, solver="cg", cg_tol=-1.0)
+    with pytest.raises(ValueError, match="damping"):
+        gauss_newton_step(res, params, damping=-1.0)
+
+
+M, S, C = 1.5, 0.6, 1.3        # π̃(x) = e^C N(x; M, S²), so log Z = C; p₀ = N(0, 1)
+
+
+def _gaussian_target():
+    def log_prob(x):
+        return C - 0.5 * ((x[..., 0] - M) / S) ** 2 - math.log(S) - 0.5 * math.log(2 * math.pi)
+
+    def score(x):
+        return -(x - M) / S ** 2
+    return sf.Target.from_log_prob(log_prob, dim=1, score=score, log_Z=C, box=((-4.0,), (4.0,)))
+
+
+def test_cg_fine_tune_lowers_the_pinn_residual():
+    """300 Adam steps on the 1-D Gaussian path, then 4 matrix-free Gauss–Newton steps (30 CG iterations each)
+    on 512-point batches: the held-out mean squared residual falls. Measured (≈ 10 s in all): 0.019 → 0.0054
+    (step sizes ½, 1, 1, 1); 100 CG iterations per step: 0.0014."""
+    cfg = PINNConfig(iterations=300, batch_size=256, width=32, depth=3, prior_std=1.0, dtype="float64",
+                     lr=3e-3, lr_final=3e-4)
+    s = PINN(_gaussian_target(), cfg).fit(generator=0, progress=False)
+
+    def held_out():
+        t, x = s.collocation(2048, torch.Generator().manual_seed(99))
+        r = s.residual(t, x).detach()
+        return float((r * r).mean())
+    before = held_out()
+    log = s.fine_tune(4, batch_size=512, generator=1, solver="cg", cg_iterations=30)
+    after = held_out()
+    assert after < before / 2, (before, after, log)
+    assert all(step["solver"] == "cg" and step["loss_after"] < step["loss_before"] for step in log)
+    assert s.fit_info["gauss_newton_steps"] == 4
+    with pytest.raises(ValueError, match="solver"):
+        s.fine_tune(1, solver="qr")
+    with pytest.raises(ValueError, match="cg_iterations"):
+        s.fine_tune(1, solver="cg", cg_iterations=1.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        s.fine_tune(1, batch_size=0)
