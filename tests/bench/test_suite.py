@@ -35,6 +35,11 @@ def test_shipped_suites_parse():
     quick = load_suite("quick")
     assert quick.name == "quick" and len(quick.cells()) >= 10
     assert {t.name for t in quick.targets} >= {"gmm9", "funnel"}
+    # every shipped suite parses: its targets exist and every sampler's preset and options build a config
+    standard, paper = load_suite("standard"), load_suite("paper")
+    assert {s.sampler for s in standard.samplers} == {"ula", "mala", "hmc", "ais", "smc", "pt", "svgd", "sbtm", "pis",
+                                                       "dis", "dds", "bridge", "cmcd", "pinn"}
+    assert len(paper.seeds) == 4 and paper.n == 2000
 
 
 @pytest.mark.parametrize("change, message", [
