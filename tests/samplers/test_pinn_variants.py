@@ -11,38 +11,14 @@ from sampleflow.samplers.pinn import (PINN, PINNConfig, GeometricPath, LearnedLo
                                       continuity_residual, euler_maruyama_log_ratio, fokker_planck_residual,
                                       hamilton_jacobi_residual, learned_path_residuals, scalar_field_derivatives)
 
-M, S, C = 1.5, 0.6, 1.3        # π̃(x) = e^C N(x; M, S²), so log Z = C; p₀ = N(0, 1)
+from .pinn_cases import C, M, S, gaussian_target as _target, geometric as _geometric, log_z_rate as _log_z_rate
+from .pinn_cases import ode_velocity as _ode_velocity
+
 F64 = torch.float64
-
-
-def _target():
-    def log_prob(x):
-        return C - 0.5 * ((x[..., 0] - M) / S) ** 2 - math.log(S) - 0.5 * math.log(2 * math.pi)
-
-    def score(x):
-        return -(x - M) / S ** 2
-    return sf.Target.from_log_prob(log_prob, dim=1, score=score, log_Z=C, box=((-4.0,), (4.0,)))
 
 
 def _path(target=None):
     return GeometricPath(target or _target(), torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64))
-
-
-def _geometric(t):
-    """The geometric path N(0, 1)^(1−t) (e^C N(M, S²))^t = Z_t N(μ_t, 1/λ_t): λ = (1 − t) + t/S², μ = tM/(S²λ);
-    the ODE velocity u = μ' + (s'/s)(x − μ), s'/s = −λ'/(2λ); log Z_t by completing the square."""
-    lam = (1 - t) + t / S ** 2
-    dlam = -1 + 1 / S ** 2
-    mu = t * M / (S ** 2 * lam)
-    dmu = M / (S ** 2 * lam ** 2)
-    log_z = t * (C - M ** 2 / (2 * S ** 2) - math.log(S)) + 0.5 * torch.log(1 / lam) + (t * M / S ** 2) ** 2 / (2 * lam)
-    return mu, dmu, lam, dlam, log_z
-
-
-def _ode_velocity(x, t):
-    t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[:-1])
-    mu, dmu, lam, dlam, _ = _geometric(t)
-    return (dmu - dlam / (2 * lam) * (x[..., 0] - mu))[..., None]
 
 
 def _sde_drift(sigma):
@@ -53,12 +29,6 @@ def _sde_drift(sigma):
         mu, _, lam, _, _ = _geometric(t)
         return _ode_velocity(x, t) - 0.5 * sigma ** 2 * (lam * (x[..., 0] - mu))[..., None]
     return drift
-
-
-def _log_z_rate(t):
-    tt = t.detach().requires_grad_(True)
-    (d,) = torch.autograd.grad(_geometric(tt)[4].sum(), tt)
-    return d
 
 
 def _points(n=400, seed=0):
@@ -356,3 +326,20 @@ def test_collocation_mix():
 def test_variant_config_errors(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PINNConfig(**kwargs)
+
+
+@pytest.mark.parametrize("variant", ["continuity", "learned_path"])
+def test_initial_weights_come_from_init_seed_not_the_global_stream(variant):
+    """Two samplers built after different global seeds start from the same weights (same init_seed), a different
+    init_seed gives different weights, and building one leaves the global stream where it was."""
+    cfg = dict(preset="test", variant=variant)
+    torch.manual_seed(1)
+    a = PINN(_target(), PINN.make_config(**cfg))
+    torch.manual_seed(2)
+    before = torch.rand(1)
+    torch.manual_seed(2)
+    b = PINN(_target(), PINN.make_config(**cfg))
+    assert torch.equal(torch.rand(1), before)
+    c = PINN(_target(), PINN.make_config(**cfg, init_seed=5))
+    pa, pb, pc = (torch.cat([p.flatten() for p in s.velocity.parameters()]) for s in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)

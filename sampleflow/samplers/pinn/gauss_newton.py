@@ -36,7 +36,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["gauss_newton_direction", "residual_jacobian", "gauss_newton_step", "conjugate_gradient",
-           "gauss_newton_direction_cg", "jacobian_products", "AUTO_DIRECT_MAX_ENTRIES", "SOLVERS"]
+           "gauss_newton_direction_cg", "jacobian_products", "resolve_solver", "AUTO_DIRECT_MAX_ENTRIES",
+           "SOLVERS"]
 
 SOLVERS = ("direct", "cg", "auto")
 AUTO_DIRECT_MAX_ENTRIES = 2 ** 22

@@ -63,6 +63,7 @@ class PINNConfig:
     −0.010 (exact 0), at 1.8× the time, so the default stays 0.)
     divergence / probes: of b in the residual and in the sampling ODE ("auto": exact for d ≤ 10); also the
     Laplacians (of log π̃, V, Φ) of the SDE and learned-path variants.
+    init_seed: seed of the networks' initial weights (their own stream; the global RNG is not used).
     ode_steps: RK4 steps for sampling (Euler–Maruyama steps for the SDE variants). dtype: "float32" / "float64"
     / None.
 
@@ -96,6 +97,7 @@ class PINNConfig:
     ode_steps: int = 100
     checkpoint_every: int = 500
     dtype: str | None = None
+    init_seed: int = 0
     variant: str = "continuity"
     sigma: float = 0.0
     hj_weight: float = 1.0
@@ -214,12 +216,14 @@ class PINN(Sampler):
         self.box = (centre - c.box_scale * width / 2, centre + c.box_scale * width / 2)
         self.divergence = ("exact" if d <= 10 else "hutchinson") if c.divergence == "auto" else c.divergence
         self.sigma = float(c.sigma)
-        if c.variant == "learned_path":    # b = ∇Φ; log_z_path holds V (its network and F), F(t) = β_t F
-            self.velocity = PotentialVelocity(d, width=c.width, depth=c.depth).to(self.dtype)
-            self.log_z_path = LearnedLogDensity(self.path, width=c.width, depth=c.depth).to(self.dtype)
-        else:
-            self.velocity = TimeMLP(d, width=c.width, depth=c.depth).to(self.dtype)
-            self.log_z_path = LogZPath().to(self.dtype)
+        with torch.random.fork_rng(devices=[]):   # initial weights from init_seed, never the global stream
+            torch.manual_seed(c.init_seed)
+            if c.variant == "learned_path":    # b = ∇Φ; log_z_path holds V (its network and F), F(t) = β_t F
+                self.velocity = PotentialVelocity(d, width=c.width, depth=c.depth).to(self.dtype)
+                self.log_z_path = LearnedLogDensity(self.path, width=c.width, depth=c.depth).to(self.dtype)
+            else:
+                self.velocity = TimeMLP(d, width=c.width, depth=c.depth).to(self.dtype)
+                self.log_z_path = LogZPath().to(self.dtype)
         self.trainer = None
         self.history = None
         self.fit_info: dict = {}
