@@ -7,6 +7,10 @@
 Target: the 1-D mixture 0.25 N(−2, 1) + 0.75 N(2, 1) (sampleflow GaussianMixture), float32, CPU.
 * SBTM: SBTMConfig defaults = the paper's network and schedule (ResNet-MLP [128, 128], softsign, AdamW 5e-4,
   per step 10 minibatch iterations of 400 particles with the exact-divergence ISM loss, Euler step 0.01).
+  Variants: "sbtm" = the default (hand-derived ISM gradient, sbtm/fused.py, eager), "sbtm_compiled" =
+  ``compile=True`` (each training iteration and the score evaluation as one Inductor graph), and the autograd
+  reference path ``ScoreTrainer(..., fast=False)``, eager ("sbtm_autograd") and with its compiled loss
+  ("sbtm_autograd_compiled", what ``compile=True`` did before the fast path).
   Particles start from the sampler's default start law N(0, 3.5²) (centre / quarter width of the target box).
   The per-step timing skips the one-time initial fit to the start score (``fit_initial``; its cost is
   reported by the memory runs, which use the full sampler). One step = trainer.train(x) [10 iterations] +
@@ -67,12 +71,14 @@ def worker(spec: dict) -> dict:
                    base_mb=base, peak_mb=max_rss_mb(), finite=bool(torch.isfinite(s.x).all()))
         return out
     x = 3.5 * torch.randn(n, 1, generator=g)
-    if kind in ("sbtm", "sbtm_compiled"):
+    if kind.startswith("sbtm"):
         from sampleflow.samplers.sbtm import SBTMConfig, ScoreTrainer, build_score_network, sbtm_flow
         from sampleflow.samplers.sbtm.losses import relative_fisher
-        cfg = SBTMConfig(compile=kind == "sbtm_compiled")   # compiled: the warm-up steps pay the compilation
+        # compiled: the warm-up steps pay the compilation; "autograd": the reference path (fast=False)
+        cfg = SBTMConfig(compile=kind.endswith("compiled"))
         net = build_score_network(1, cfg, seed=0)
-        tr = ScoreTrainer(net, cfg, 1, g)
+        tr = ScoreTrainer(net, cfg, 1, g, fast=not kind.startswith("sbtm_autograd"))
+        out["load_start"] = os.getloadavg()[0]
         base = max_rss_mb()
         parts = {"train": [], "net_all": [], "target": [], "rest": [], "total": []}
         cpu = []
@@ -123,6 +129,10 @@ def worker(spec: dict) -> dict:
 def launch(spec: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]),
                SAMPLEFLOW_PROGRESS="0")
+    if spec.get("rep") is not None and spec["threads"] > 1:
+        # --sbtm runs: idle OpenMP threads sleep instead of spinning (spinning threads on a loaded 2-core
+        # machine made two threads 5-20x slower than one)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
                        text=True)
@@ -135,7 +145,7 @@ def launch(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ parent
-STEP_FIELDS = ["method", "n", "threads", "warmup", "steps", "total_ms", "cpu_ms", "load", "train_ms", "net_all_ms", "target_ms",
+STEP_FIELDS = ["method", "n", "threads", "rep", "warmup", "steps", "total_ms", "cpu_ms", "load_start", "load", "train_ms", "net_all_ms", "target_ms",
                "rest_ms", "flow_ms", "base_mb", "peak_mb", "finite", "process_s"]
 MEM_FIELDS = ["n", "steps", "wall_s", "init_iterations", "base_mb", "peak_mb", "finite", "process_s"]
 
@@ -194,6 +204,13 @@ def main():
                    "n >= 3e4: 2 and 1)")
     p.add_argument("--only", choices=["steps", "memory"], default=None,
                    help="run only the per-step jobs or only the memory-vs-steps runs (two processes in parallel)")
+    p.add_argument("--sbtm", action="store_true", help="only the SBTM speed table: n = 1e3, 1e4, 1e5, the four "
+                   "variants, 1 and 2 threads (results/scaling_sbtm{,_quick}.md)")
+    p.add_argument("--kinds", default=None, help="with --sbtm: comma-separated subset of the variants (e.g. "
+                   "sbtm_compiled); the CSV then holds only those (name it apart with --tag)")
+    p.add_argument("--tag", default="", help="suffix of the output files")
+    p.add_argument("--repeat", type=int, default=3, help="with --sbtm: runs per configuration (the tables keep "
+                   "the run with the lowest median, and show the range of the run medians)")
     p.add_argument("--report", action="store_true", help="only rebuild scaling.md and the plot from the CSVs")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -201,7 +218,7 @@ def main():
         print(json.dumps(worker(json.loads(args.worker))), flush=True)
         return
     RES.mkdir(parents=True, exist_ok=True)
-    tag = "_quick" if args.quick else ""
+    tag = ("_sbtm" if args.sbtm else "") + ("_quick" if args.quick else "") + args.tag
     t_all = time.perf_counter()
     if args.quick:
         jobs = [dict(kind="sbtm", n=1000, threads=1, warmup=1, steps=2),
@@ -218,6 +235,15 @@ def main():
         jobs += [dict(kind="svgd", n=30000, threads=1, warmup=0, steps=2),
                  dict(kind="svgd", n=100000, threads=1, warmup=0, steps=1)]
         mem_jobs = [dict(kind="sbtm_run", n=10000, threads=1, steps=k) for k in (100, 1000)]
+    if args.sbtm:   # round-robin repeats, so that the machine's load hits every variant alike
+        sizes = (1000,) if args.quick else (1000, 10000, 100000)
+        one = [dict(kind=k, n=n, threads=th, warmup=3, steps=args.steps)
+               for k in ("sbtm_compiled", "sbtm", "sbtm_autograd", "sbtm_autograd_compiled")
+               for th in ((1, 2) if k in ("sbtm_compiled", "sbtm") else (1,)) for n in sizes]
+        if args.kinds:
+            one = [spec for spec in one if spec["kind"] in args.kinds.split(",")]
+        jobs = [dict(spec, rep=r) for r in range(args.repeat) for spec in one]
+        mem_jobs = []
     if args.report:
         report(read_csv(RES / f"scaling_steps{tag}.csv"), read_csv(RES / f"scaling_memory{tag}.csv"), tag, None)
         return
@@ -249,7 +275,7 @@ def read_csv(path):
                     out[k] = v == "True"
                 else:
                     x = float(v)
-                    out[k] = int(x) if k in ("n", "threads", "warmup", "steps", "init_iterations") else x
+                    out[k] = int(x) if k in ("n", "threads", "rep", "warmup", "steps", "init_iterations") else x
             rows.append(out)
     return rows
 
@@ -260,11 +286,25 @@ def report(step_rows, mem_rows, tag, seconds):
     for r in step_rows:
         t1.append([r["method"], r["n"], r["threads"], r["steps"], r["total_ms"], r["cpu_ms"], r["load"],
                    r["peak_mb"], r["base_mb"], r["peak_mb"] - r["base_mb"]])
-    sb = {(r["method"], r["n"], r["threads"]): r for r in step_rows if r["method"].startswith("sbtm")}
-    t2 = [["n", "eager, 1 thread", "eager, 2 threads", "compiled, 1 thread", "compiled, 2 threads",
-           "JAX reference (2 cores)"]]
+    sb, spread = {}, {}
+    for r in step_rows:          # with repeats: keep the run with the lowest median, note the range
+        if r["method"].startswith("sbtm"):
+            key = (r["method"], r["n"], r["threads"])
+            spread.setdefault(key, []).append(r["total_ms"])
+            if key not in sb or r["total_ms"] < sb[key]["total_ms"]:
+                sb[key] = r
+    variants = [m for m in ("sbtm_compiled", "sbtm", "sbtm_autograd_compiled", "sbtm_autograd")
+                if any(k[0] == m for k in sb)]
+    threads = {m: sorted({k[2] for k in sb if k[0] == m}) for m in variants}
+    t2 = [["n"] + [f"{m}, {th} thr" for m in variants for th in threads[m]] + ["JAX reference (2 cores)"]]
     for n in (1000, 10000, 100000):
-        cells = [sb.get((m, n, th), {}).get("total_ms", "") for m in ("sbtm", "sbtm_compiled") for th in (1, 2)]
+        cells = []
+        for m in variants:
+            for th in threads[m]:
+                r = sb.get((m, n, th))
+                runs = spread.get((m, n, th), [])
+                rng = f" [{min(runs):.3g}–{max(runs):.3g}, {len(runs)} runs]" if len(runs) > 1 else ""
+                cells.append(f"**{r['total_ms']:.3g}** (load {r['load']:.1f}){rng}" if r else "")
         if any(c != "" for c in cells):
             t2.append([n, *cells, JAX_REF.get(n, "")])
     t3 = [["method", "n", "threads", "train 10 it (ms)", "net on all n (ms)", "target score (ms)", "rest (ms)",
@@ -277,7 +317,9 @@ def report(step_rows, mem_rows, tag, seconds):
         t4.append([r["n"], r["steps"], r["wall_s"], r["init_iterations"], r["peak_mb"], r["base_mb"]])
     text = (f"# SBTM / SVGD scaling (1-D mixture 0.25N(-2,1)+0.75N(2,1), float32, CPU)\n\n"
             + (f"Total run time {seconds:.0f} s.\n\n" if seconds else "") + f"## Time and peak memory per step\n\n" + md_table(t1[0], t1[1:])
-            + "\n\n## Speed vs the JAX reference (wall ms per step)\n\n" + md_table(t2[0], t2[1:])
+            + "\n\n## Speed vs the JAX reference (wall ms per step)\n\nEach cell: the lowest of the runs' medians "
+              "over the timed steps (bold), the load average at the end of that run, and [the range of the run "
+              "medians, number of runs].\n\n" + md_table(t2[0], t2[1:])
             + "\n\n## Where an SBTM step's time goes (medians)\n\n" + md_table(t3[0], t3[1:])
             + "\n\n## Peak memory vs number of steps (full sampler, keep_trajectory=0)\n\n"
             + md_table(t4[0], t4[1:]) + "\n")

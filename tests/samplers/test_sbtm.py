@@ -183,3 +183,65 @@ def test_bad_input():
         sbtm_flow(torch.zeros(3, 1), lambda y: -y, None, SBTMConfig(anneal_steps=3))
     with pytest.raises(TypeError, match="no option"):
         sf.sample("gmm9", "sbtm", n=10, steps=3)
+
+
+@pytest.mark.parametrize("dim,width,depth,activation,divergence", [
+    (1, 128, 2, "softsign", "exact"), (3, 16, 3, "tanh", "exact"), (16, 16, 2, "softsign", "exact"),
+    (2, 16, 1, "softsign", "hutchinson")])
+def test_hand_derived_ism_gradient_equals_autograd(dim, width, depth, activation, divergence):
+    """The fast path's loss and parameter gradient (sbtm/fused.py, no autograd) agree with autograd through
+    ism_loss to float64 rounding, with a projection skip (d ≠ width) and without (d = width)."""
+    from sampleflow.samplers.sbtm import fused
+    from sampleflow.sde.divergence import sample_probes
+    torch.manual_seed(0)
+    net = ResidualMLP(dim, width=width, depth=depth, activation=activation).double()
+    x = torch.randn(40, dim, dtype=torch.float64)
+    loss = ism_loss(net, x, divergence=divergence, probes=3, generator=torch.Generator().manual_seed(1))
+    want = torch.autograd.grad(loss, list(net.parameters()))
+    probes = None if divergence == "exact" else sample_probes(x, 3, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got_loss, got = fused.resmlp_ism_value_and_grad(fused.resmlp_parameters(net), x, probes, activation,
+                                                        depth, net.projection is not None)
+        s = fused.resmlp_forward(fused.resmlp_parameters(net), x, activation, depth, net.projection is not None)
+    assert fused.supports(net)
+    torch.testing.assert_close(got_loss, loss.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s, net(x).detach(), rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_training_path_matches_the_autograd_path():
+    """ScoreTrainer's fast path (hand-derived gradient + the same fused AdamW) follows the autograd path to
+    float64 rounding over a few particle steps, and falls back to autograd where it does not apply."""
+    x = 1.5 * torch.randn(300, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    c = SBTMConfig(batch_size=64, train_steps=4)
+    runs = []
+    for fast in (True, False):
+        g = torch.Generator().manual_seed(7)
+        tr = ScoreTrainer(build_score_network(1, c, seed=0).double(), c, 1, g, fast=fast)
+        assert tr.fast is fast
+        losses = [tr.train(x) for _ in range(3)]
+        runs.append((torch.stack(losses), tr.score(x), torch.cat([p.reshape(-1) for p in tr.net.parameters()])))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert not ScoreTrainer(build_score_network(1, SBTMConfig(potential=True), 0), SBTMConfig(potential=True), 1).fast
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_the_eager_fast_path():
+    """compile=True (all iterations of a particle step as one Inductor graph, flat parameters and AdamW
+    moments viewed by the network and the optimiser) gives the eager fast path's parameters to float32
+    rounding, and keeps the optimiser's state usable by the autograd path (fit_initial) afterwards."""
+    x = 1.5 * torch.randn(300, 1, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for compile in (False, True):
+        c = SBTMConfig(batch_size=64, train_steps=3, width=32, compile=compile)
+        tr = ScoreTrainer(build_score_network(1, c, seed=0), c, 1, torch.Generator().manual_seed(7))
+        tr.fit_initial(x, -x / 1.5 ** 2)
+        tr.train(x)
+        tr.train(x)
+        runs.append((tr.score(x), torch.cat([p.reshape(-1) for p in tr.net.parameters()]),
+                     [float(s["step"]) for s in tr.optimizer.state.values()]))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=1e-4, atol=1e-5)
+    assert runs[0][2] == runs[1][2]

@@ -4,6 +4,8 @@ deterministic particles moved by ∇log π − s, with s ≈ ∇log f_t learned 
 * :mod:`.losses` — implicit score matching (exact / Hutchinson divergence from
   :mod:`sampleflow.sde.divergence`), the antithetic denoising loss,
   explicit score matching, the relative Fisher information (pure functions);
+* :mod:`.fused` — the ISM loss gradient of the residual MLP by a hand-derived backward pass and a flat
+  AdamW step (the fast training path, pure functions);
 * :mod:`.config` — :class:`SBTMConfig` (the paper's settings as defaults);
 * :mod:`.score` — the score network and its persistent-optimiser training on the particles;
 * :mod:`.flow` — the particle loop (Euler / Heun, annealing, temperature, logging);

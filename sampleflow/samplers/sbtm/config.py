@@ -56,9 +56,12 @@ class SBTMConfig:
     distance to exact target draws when ``distance`` and the target has an exact sampler.
     ``keep_trajectory`` k > 0 stores every k-th step of the first ``trajectory_particles`` particles.
 
-    ``compile=True`` runs the score-matching loss through ``torch.compile`` (Inductor fuses the elementwise
-    work of the forward, the tangents and the backward; needs a C++ compiler on the CPU; the first steps pay
-    the compilation, ~10–20 s). Off by default.
+    Speed: for the ISM loss on the residual MLP with soft-sign or tanh (the defaults) the gradient comes from
+    a hand-derived backward pass (:mod:`.fused`; same numbers as autograd to float rounding), always on.
+    ``compile=True`` also runs each training iteration (minibatch gather, loss, gradient and the AdamW step)
+    and the score evaluation as ``torch.compile`` graphs (Inductor fuses the elementwise work around the
+    matmuls; needs a C++ compiler on the CPU; the first step pays the compilation, ~15–30 s, less with
+    Inductor's on-disk cache); for other networks/losses it compiles the loss only. Off by default.
     """
 
     n_steps: int = 1000

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["activation_derivatives", "resmlp_ism_value_and_grad", "resmlp_parameters", "supports", "adamw_",
-           "ism_adamw_iterations", "unflatten"]
+__all__ = ["activation_derivatives", "activation_name", "resmlp_ism_value_and_grad", "resmlp_parameters", "supports", "adamw_",
+           "ism_adamw_step", "unflatten", "resmlp_forward"]
 
 
 def activation_derivatives(name: str, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -59,7 +59,8 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
     return a @ b
 
 
-def _activation_name(net: nn.Module) -> str | None:
+def activation_name(net: nn.Module) -> str | None:
+    """"softsign" or "tanh" for a network whose ``activation`` is that module, else None."""
     act = getattr(net, "activation", None)
     if type(act) is nn.Softsign:
         return "softsign"
@@ -72,7 +73,7 @@ def supports(net: nn.Module) -> bool:
     """Whether :func:`resmlp_ism_value_and_grad` covers ``net``: a plain :class:`~sampleflow.nn.ResidualMLP`
     with the soft-sign or tanh activation, R^d → R^d (a score field, no potential)."""
     from ...nn import ResidualMLP
-    return type(net) is ResidualMLP and _activation_name(net) is not None and net.out_dim == net.in_dim
+    return type(net) is ResidualMLP and activation_name(net) is not None and net.out_dim == net.in_dim
 
 
 def resmlp_parameters(net: nn.Module) -> list[Tensor]:
@@ -85,6 +86,19 @@ def resmlp_parameters(net: nn.Module) -> list[Tensor]:
         params.append(net.projection.weight)
     params += [net.output_layer.weight, net.output_layer.bias]
     return params
+
+
+def resmlp_forward(params: list[Tensor], x: Tensor, activation: str, depth: int, projection: bool) -> Tensor:
+    """s(x) of the residual MLP with parameters ``params`` (order of :func:`resmlp_parameters`): the module's
+    forward with the d = 1 products as elementwise work (:func:`_mm`), for the no-graph score evaluation."""
+    Ws, bs = params[0:2 * depth:2], params[1:2 * depth:2]
+    a = _mm(x, Ws[0].t()) + bs[0]
+    y = a / (1.0 + a.abs()) if activation == "softsign" else torch.tanh(a)
+    h = y + (_mm(x, params[2 * depth].t()) if projection else x)
+    for l in range(1, depth):
+        a = _mm(h, Ws[l].t()) + bs[l]
+        h = (a / (1.0 + a.abs()) if activation == "softsign" else torch.tanh(a)) + h
+    return _mm(h, params[-2].t()) + params[-1]
 
 
 def resmlp_ism_value_and_grad(params: list[Tensor], x: Tensor, V: Tensor | None, activation: str,
@@ -183,31 +197,29 @@ def adamw_(p: Tensor, g: Tensor, m: Tensor, v: Tensor, step: Tensor, lr: float, 
            eps: float, weight_decay: float) -> None:
     """One AdamW update (Loshchilov & Hutter, "Decoupled weight decay regularization", 2019) in place, as
     ``torch.optim.AdamW``: step += 1; p ← p(1 − lr·λ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
-    p ← p − (lr/(1−β₁^step)) · m / (√v/√(1−β₂^step) + ε). ``step`` is a 0-d tensor (no recompilation as it
-    grows); p, g, m, v are tensors of one shape (here the flat parameter vector)."""
+    p ← p − (lr/(1−β₁^step)) · m / (√v/√(1−β₂^step) + ε). ``step`` is a float64 tensor of shape (1,) (a
+    tensor: no recompilation as it grows; not 0-d: torch 2.13's ``torch.compile`` drops in-place updates of a
+    0-d float64 CPU input); p, g, m, v are tensors of one shape (here the flat parameter vector). The bias
+    corrections are computed in float64, the vector arithmetic in p's dtype."""
     step.add_(1)
-    bc1 = 1 - beta1 ** step
-    bc2_sqrt = (1 - beta2 ** step).sqrt()
+    step_size = (lr / (1 - beta1 ** step)).to(p.dtype)
+    bc2_sqrt = (1 - beta2 ** step).sqrt().to(p.dtype)
     p.mul_(1 - lr * weight_decay)
     m.lerp_(g, 1 - beta1)
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    p.sub_((lr / bc1) * m / (v.sqrt() / bc2_sqrt + eps))
+    p.sub_(step_size * m / (v.sqrt() / bc2_sqrt + eps))
 
 
-def ism_adamw_iterations(flat: Tensor, m: Tensor, v: Tensor, step: Tensor, x: Tensor, batches: Tensor,
-                         probes: list[Tensor] | None, shapes: list[torch.Size], activation: str, depth: int,
-                         projection: bool, lr: float, beta1: float, beta2: float, eps: float,
-                         weight_decay: float) -> Tensor:
-    """``len(batches)`` training iterations of SBTM on the particles ``x``: for each row of index ``batches``
-    (count, b), the ISM loss and gradient of :func:`resmlp_ism_value_and_grad` on ``x[batch]`` (with the
-    Hutchinson ``probes[i]``, or exact when None) and an :func:`adamw_` step of the flat parameter vector
-    ``flat`` (optimiser moments ``m``, ``v``, counter ``step``), all in place. Returns the last loss. One
-    Python loop of pure tensor code, so ``torch.compile`` turns a whole particle step's training into a
-    single graph."""
-    loss = x.new_zeros(())
-    for i in range(batches.shape[0]):
-        params = unflatten(flat, shapes)
-        loss, grads = resmlp_ism_value_and_grad(params, x[batches[i]], None if probes is None else probes[i],
-                                                activation, depth, projection)
-        adamw_(flat, torch.cat([g.reshape(-1) for g in grads]), m, v, step, lr, beta1, beta2, eps, weight_decay)
+def ism_adamw_step(flat: Tensor, m: Tensor, v: Tensor, step: Tensor, x: Tensor, batch: Tensor,
+                   probes: Tensor | None, shapes: list[torch.Size], activation: str, depth: int,
+                   projection: bool, lr: float, beta1: float, beta2: float, eps: float,
+                   weight_decay: float) -> Tensor:
+    """One SBTM training iteration on the minibatch ``x[batch]``: the ISM loss and gradient of
+    :func:`resmlp_ism_value_and_grad` (with the Hutchinson ``probes``, or exact when None) and an
+    :func:`adamw_` step of the flat parameter vector ``flat`` (optimiser moments ``m``, ``v``, counter
+    ``step``), all in place; returns the loss. Pure tensor code, so ``torch.compile`` makes it one graph
+    (gather, forward, tangents, backward and AdamW fused around the matmuls)."""
+    params = unflatten(flat, shapes)
+    loss, grads = resmlp_ism_value_and_grad(params, x[batch], probes, activation, depth, projection)
+    adamw_(flat, torch.cat([g.reshape(-1) for g in grads]), m, v, step, lr, beta1, beta2, eps, weight_decay)
     return loss

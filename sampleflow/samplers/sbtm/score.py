@@ -53,11 +53,11 @@ class ScoreTrainer:
 
     Fast path: for the ISM loss on a soft-sign/tanh :class:`ResidualMLP` score field (the paper's setting) the
     loss gradient comes from the hand-derived backward of :mod:`.fused` (plain matmuls, no autograd graph; the
-    same numbers to float rounding), and the fused AdamW step of ``self.optimizer``. With ``compile=True`` and
-    the "steps" schedule, all iterations of one particle step (minibatch gather, loss, gradient, AdamW) run
-    as one ``torch.compile`` graph (Inductor C++ wrapper) on a flat copy of the parameters and optimiser
-    moments, which the network's parameters and the optimiser's state then view (they stay in sync).
-    ``fast=False`` forces the autograd path."""
+    same numbers to float rounding), and the fused AdamW step of ``self.optimizer``. With ``compile=True`` (the
+    "steps" and "epochs" schedules) each iteration (minibatch gather, loss, gradient, AdamW) runs as one
+    ``torch.compile`` graph on a flat copy of the parameters and optimiser moments, which the network's
+    parameters and the optimiser's state then view (they stay in sync), and the score evaluation is compiled
+    too. ``fast=False`` forces the autograd path."""
 
     def __init__(self, net: nn.Module, config: SBTMConfig, dim: int, generator: torch.Generator | None = None,
                  fast: bool = True):
@@ -72,9 +72,12 @@ class ScoreTrainer:
         self.fast = bool(fast) and config.loss == "ism" and fused.supports(net)
         self._compiled = torch.compile(self._loss) if config.compile and not self.fast else None
         self._compiled_train = None
-        if self.fast and config.compile and config.schedule == "steps":
-            self._compiled_train = torch.compile(fused.ism_adamw_iterations, options={"cpp_wrapper": True})
+        if self.fast and config.compile:
+            self._compiled_train = torch.compile(fused.ism_adamw_step, dynamic=False)
         self._flat = None
+        self._forward = fused.resmlp_forward
+        if self.fast and config.compile:
+            self._forward = torch.compile(fused.resmlp_forward, dynamic=False)
 
     def _fast_step(self, xb: torch.Tensor) -> torch.Tensor:
         """One iteration of the fast path: hand-derived ISM gradient, then the optimiser's fused AdamW step."""
@@ -82,7 +85,7 @@ class ScoreTrainer:
         probes = None if self.divergence == "exact" else sample_probes(xb, self.config.probes, self.generator)
         params = fused.resmlp_parameters(net)
         with torch.no_grad():
-            loss, grads = fused.resmlp_ism_value_and_grad(params, xb, probes, fused._activation_name(net),
+            loss, grads = fused.resmlp_ism_value_and_grad(params, xb, probes, fused.activation_name(net),
                                                           net.depth, net.projection is not None)
         for p, g in zip(params, grads):
             p.grad = g
@@ -107,9 +110,9 @@ class ScoreTrainer:
         self._shapes = [p.shape for p in params]
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1) for p in params])
-            m = torch.cat([s["exp_avg"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype)
+            m = torch.cat([s["exp_avg"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
                            for p, s in zip(params, state)])
-            v = torch.cat([s["exp_avg_sq"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype)
+            v = torch.cat([s["exp_avg_sq"].reshape(-1) if len(s) else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
                            for p, s in zip(params, state)])
         for p, s, pv, mv, vv in zip(params, state, fused.unflatten(flat, self._shapes),
                                     fused.unflatten(m, self._shapes), fused.unflatten(v, self._shapes)):
@@ -121,21 +124,21 @@ class ScoreTrainer:
         self._flat = (flat, m, v, steps)
         return self._flat
 
-    def _train_compiled_steps(self, x: torch.Tensor, batches: torch.Tensor) -> torch.Tensor:
-        """All minibatch iterations of one particle step through the compiled :func:`fused.ism_adamw_iterations`."""
+    def _train_compiled(self, x: torch.Tensor, batches: list[torch.Tensor]) -> torch.Tensor:
+        """The minibatch iterations of one particle step, each one call of the compiled
+        :func:`fused.ism_adamw_step` on the flat parameters and moments."""
         c, net = self.config, self.net
         flat, m, v, steps = self._flat_buffers()
-        probes = None
-        if self.divergence != "exact":
-            probes = [sample_probes(x[idx], c.probes, self.generator) for idx in batches]
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
-        count = steps[0].to(torch.float64)              # the optimiser's step counter (shared by all parameters)
-        loss = self._compiled_train(flat, m, v, count, x, batches, probes, self._shapes,
-                                    fused._activation_name(net), net.depth, net.projection is not None,
-                                    group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+        args = (self._shapes, fused.activation_name(net), net.depth, net.projection is not None,
+                group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+        count = steps[0].to(torch.float64).reshape(1)   # the optimiser's step counter (see fused.adamw_)
+        for idx in batches:
+            probes = None if self.divergence == "exact" else sample_probes(x[idx], c.probes, self.generator)
+            loss = self._compiled_train(flat, m, v, count, x, idx, probes, *args)
         for s in steps:
-            s.copy_(count)
+            s.copy_(count[0])
         return loss
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,9 +179,9 @@ class ScoreTrainer:
             batches = [b for _ in range(c.epochs) for b in minibatches(n, c.batch_size, None, self.generator, x.device)]
         else:
             batches = minibatches(n, c.batch_size, c.train_steps, self.generator, x.device)
-            if self._compiled_train is not None:
-                self.iterations += len(batches)
-                return self._train_compiled_steps(x, torch.stack(batches)).detach()
+        if self._compiled_train is not None:
+            self.iterations += len(batches)
+            return self._train_compiled(x, batches).detach()
         for idx in batches:
             if self.fast:
                 loss = self._fast_step(x[idx])
@@ -215,6 +218,12 @@ class ScoreTrainer:
         23 ms at n = 10⁴, on one core of the project machine; it also
         keeps the memory flat in n beyond the particles themselves)."""
         x = x.detach()
+        if self.fast:                        # the same network as elementwise work + one matmul per layer
+            net = self.net
+            args = (fused.activation_name(net), net.depth, net.projection is not None)
+            params = fused.resmlp_parameters(net)
+            with torch.no_grad():
+                return torch.cat([self._forward(params, b, *args) for b in x.split(chunk)])
         if self.config.potential:            # the gradient is needed, only not a graph through the parameters
             return torch.cat([self.net(b).detach() for b in x.split(chunk)])
         with torch.no_grad():
