@@ -42,3 +42,18 @@ def log_z_rate(t):
     tt = t.detach().requires_grad_(True)
     (d,) = torch.autograd.grad(geometric(tt)[4].sum(), tt)
     return d
+
+
+def adam_fitted_pinn():
+    """The PINN after 300 Adam steps on this path (float64, a small net): the start of the fine-tuning tests."""
+    from sampleflow.samplers.pinn import PINN, PINNConfig
+    cfg = PINNConfig(iterations=300, batch_size=256, width=32, depth=3, prior_std=1.0, dtype="float64",
+                     lr=3e-3, lr_final=3e-4)
+    return PINN(gaussian_target(), cfg).fit(generator=0, progress=False)
+
+
+def held_out_residual(sampler, n: int) -> float:
+    """Mean squared residual at n fixed collocation points (seed 99), not those of any training batch."""
+    t, x = sampler.collocation(n, torch.Generator().manual_seed(99))
+    r = sampler.residual(t, x).detach()
+    return float((r * r).mean())

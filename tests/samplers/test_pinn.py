@@ -9,40 +9,8 @@ import sampleflow as sf
 from sampleflow.samplers.pinn import PINN, PINNConfig, GeometricPath, continuity_residual
 from sampleflow.sde.ode import odeint_with_logdet
 
-M, S, C = 1.5, 0.6, 1.3        # π̃(x) = e^C N(x; M, S²), so log Z = C; p₀ = N(0, 1)
-
-
-def _target():
-    def log_prob(x):
-        return C - 0.5 * ((x[..., 0] - M) / S) ** 2 - math.log(S) - 0.5 * math.log(2 * math.pi)
-
-    def score(x):
-        return -(x - M) / S ** 2
-    return sf.Target.from_log_prob(log_prob, dim=1, score=score, log_Z=C, box=((-4.0,), (4.0,)))
-
-
-def _closed_form(t):
-    """Geometric path between Gaussians: precision λ = (1 − t) + t/S², mean μ = t M/(S² λ); the transport
-    b = μ' + (σ'/σ)(x − μ) with μ' = M/(S² λ²) and σ'/σ = −λ'/(2λ); log Z_t by completing the square."""
-    lam = (1 - t) + t / S ** 2
-    dlam = -1 + 1 / S ** 2
-    mu = t * M / (S ** 2 * lam)
-    dmu = M / (S ** 2 * lam ** 2)
-    const = t * (C - M ** 2 / (2 * S ** 2) - math.log(S))          # the −½log2π terms cancel against √(2π/λ)
-    log_z = const + 0.5 * torch.log(1 / lam) + (t * M / S ** 2) ** 2 / (2 * lam)
-    return mu, dmu, lam, dlam, log_z
-
-
-def _velocity(x, t):
-    t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[:-1])
-    mu, dmu, lam, dlam, _ = _closed_form(t)
-    return (dmu - dlam / (2 * lam) * (x[..., 0] - mu))[..., None]
-
-
-def _log_z_rate(t):
-    tt = t.detach().requires_grad_(True)
-    (d,) = torch.autograd.grad(_closed_form(tt)[4].sum(), tt)
-    return d
+from .pinn_cases import C, M, S, gaussian_target as _target, geometric as _closed_form, log_z_rate as _log_z_rate
+from .pinn_cases import adam_fitted_pinn, held_out_residual, ode_velocity as _velocity
 
 
 def _path():
@@ -134,17 +102,10 @@ def test_gauss_newton_fine_tuning_lowers_the_residual():
     wall time."""
     from sampleflow.samplers.pinn.gauss_newton import gauss_newton_direction
 
-    cfg = PINNConfig(iterations=300, batch_size=256, width=32, depth=3, prior_std=1.0, dtype="float64",
-                     lr=3e-3, lr_final=3e-4)
-    s = PINN(_target(), cfg).fit(generator=0, progress=False)
-
-    def held_out():
-        t, x = s.collocation(4096, torch.Generator().manual_seed(99))
-        r = s.residual(t, x).detach()
-        return float((r * r).mean())
-    before = held_out()
+    s = adam_fitted_pinn()
+    before = held_out_residual(s, 4096)
     log = s.fine_tune(8, generator=1)
-    after = held_out()
+    after = held_out_residual(s, 4096)
     assert after < before / 5, (before, after)
     assert all(step["loss_after"] < step["loss_before"] for step in log)
     assert abs(s.log_Z_path_estimate() - C) < 0.02
