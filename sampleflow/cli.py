@@ -98,30 +98,17 @@ def cmd_samplers(args) -> int:
     return 0
 
 
-def _reference_for_plot(target, n=2000):
-    from ._rng import make_generator
-    if target.has_exact_sampler:
-        return target.sample(n, generator=make_generator(12345))
-    if target.has_reference_samples:
-        return target.reference_samples()[:n]
-    return None
-
-
 def _fit_learned(cls, target, overrides, args, out: Path):
     """Train a learned sampler with its checkpoint in ``out``; write its history and training curves."""
-    from .plots import training_curves
+    from .bench.cell import write_training_outputs
     sampler = cls(target, cls.make_config(args.preset, **overrides))
     ckpt = out / "checkpoint.pt"
     if args.resume and not ckpt.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt} (run without --resume first)")
     budget = {k: v for k, v in (("iterations", args.iterations), ("time_budget", args.time_budget)) if v is not None}
     sampler.fit(generator=args.seed, checkpoint=ckpt, resume=args.resume, **budget)
-    sampler.history.to_csv(out / "history.csv")
-    log_z = target.log_Z.value if target.log_Z is not None else None
-    training_curves(sampler.history, out / "training.png", log_Z=log_z,
-                    title=f"{args.sampler}" + (f" ({sampler.config.loss})" if hasattr(sampler.config, "loss") else "")
-                    + f" on {target.name}")
-    sampler.save(out / "sampler.pt")
+    loss = f" ({sampler.config.loss})" if hasattr(sampler.config, "loss") else ""
+    write_training_outputs(sampler, target, out, f"{args.sampler}{loss} on {target.name}")
     return sampler
 
 
@@ -130,7 +117,7 @@ def cmd_sample(args) -> int:
     from .api import sample
     from .io import write_json
     from .metrics.evaluate import evaluate
-    from .plots import scatter_samples
+    from .plots import samples_picture
     from .samplers import get as get_sampler
     target = _target(args)
     overrides = _key_values(args.set, "--set")
@@ -169,8 +156,7 @@ def cmd_sample(args) -> int:
     write_json(out / "metrics.json", {"target": target.describe(), "sampler": args.sampler, "seed": args.seed,
                                       "preset": args.preset, "overrides": overrides, "nfe": s.nfe,
                                       "wall_time": s.wall_time, "metrics": metrics})
-    scatter_samples(_plot_points(s, args.seed), out / "samples.png", reference=_reference_for_plot(target),
-                    box=target.box, title=f"{args.sampler} on {target.name} (n={s.n})")
+    samples_picture(s, target, out / "samples.png", seed=args.seed, title=f"{args.sampler} on {target.name} (n={s.n})")
     written += [out / "samples.npz", out / "metrics.json", out / "samples.png"]
     written += _write_particle_outputs(s, target, args, out)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -180,6 +166,7 @@ def cmd_sample(args) -> int:
 
 def _write_particle_outputs(s, target, args, out: Path) -> list[Path]:
     """Per-step diagnostics (CSV + picture) and the trajectory picture, where the sampler produced them."""
+    from ._rng import make_generator
     from .io import write_columns_csv
     from .plots import particle_trajectories, step_diagnostics
     written = []
@@ -194,15 +181,10 @@ def _write_particle_outputs(s, target, args, out: Path) -> list[Path]:
         written.append(out / "monitors.csv")
     if s.trajectory is not None:
         particle_trajectories(s.trajectory, out / "trajectory.png", box=target.box,
-                              reference=_reference_for_plot(target),
+                              reference=target.reference_points(2000, make_generator(12345)),
                               title=f"{args.sampler} on {target.name}: particle paths")
         written.append(out / "trajectory.png")
     return written
-
-
-def _plot_points(s, seed):
-    from ._rng import make_generator
-    return s.resample(generator=make_generator(seed)).x if s.log_weights is not None else s.x
 
 
 def _print_metrics(metrics: dict) -> None:

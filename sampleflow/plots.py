@@ -11,6 +11,16 @@ __all__ = ["scatter_samples", "training_curves", "image_grid", "particle_traject
            "velocity_panels"]
 
 
+def samples_picture(samples, target, path: str | Path, *, title: str = "", seed: int = 0,
+                    n_reference: int = 2000) -> Path:
+    """Scatter of ``samples`` (resampled by their importance weights, if they have any) over the target's
+    reference points (:meth:`Target.reference_points`, seed ``seed + 12345``), in the target's box."""
+    from ._rng import make_generator
+    pts = samples.resample(generator=make_generator(seed)).x if samples.log_weights is not None else samples.x
+    ref = target.reference_points(n_reference, make_generator(seed + 12345))
+    return scatter_samples(pts, path, reference=ref, box=target.box, title=title)
+
+
 def scatter_samples(x, path: str | Path, *, reference=None, box=None, title: str = "", max_points: int = 5000,
                     dims: tuple[int, int] = (0, 1)) -> Path:
     """Scatter of two coordinates of ``x`` (over ``reference`` in grey, if given); 1-D data as a histogram."""

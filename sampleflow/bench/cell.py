@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["run_cell", "CellDiverged"]
+__all__ = ["run_cell", "CellDiverged", "write_training_outputs"]
 
 
 class CellDiverged(RuntimeError):
@@ -31,6 +31,7 @@ def run_cell(spec: dict) -> dict:
     from .._rng import make_generator
     from ..io import write_json
     from ..metrics.evaluate import evaluate
+    from ..plots import samples_picture
     from ..targets import get
 
     start = time.perf_counter()
@@ -55,7 +56,8 @@ def run_cell(spec: dict) -> dict:
     artifacts, resumed_from, train_time = {}, None, None
     if cls.learned:
         resumed_from, train_time = _train(sampler, spec, folder, budget)
-        artifacts.update(_training_artifacts(sampler, spec, folder, target))
+        artifacts.update(write_training_outputs(sampler, target, folder,
+                                                f"{spec['sampler']} on {spec['target']} (seed {spec['seed']})"))
     s = sampler.sample(spec["n"], generator=make_generator(spec["seed"] + 1, device))
     bad = int((~torch.isfinite(s.x).all(dim=-1)).sum())
     if bad:
@@ -63,7 +65,8 @@ def run_cell(spec: dict) -> dict:
     metrics = evaluate(s, target, seed=spec["seed"])
     s.to_npz(folder / "samples.npz")
     write_json(folder / "metrics.json", metrics)
-    _samples_picture(s, target, spec, folder / "samples.png")
+    samples_picture(s, target, folder / "samples.png", seed=spec["seed"],
+                    title=f"{spec['sampler']} on {spec['target']} (seed {spec['seed']})")
     artifacts.update({"samples": "samples.npz", "metrics": "metrics.json", "samples_png": "samples.png"})
     return {"cell_id": spec["cell_id"], "metrics": metrics,
             "artifacts": {k: f"{spec['folder']}/{v}" for k, v in artifacts.items()},
@@ -84,25 +87,13 @@ def _train(sampler, spec: dict, folder: Path, budget: dict) -> tuple[int | None,
     return resumed_from, time.perf_counter() - t0
 
 
-def _training_artifacts(sampler, spec: dict, folder: Path, target) -> dict:
+def write_training_outputs(sampler, target, folder: Path, title: str) -> dict:
+    """A fitted learned sampler's ``history.csv``, ``training.png`` (with the exact log Z where known) and
+    ``sampler.pt`` in ``folder``; returns {kind: file name} (the checkpoint is there already)."""
     from ..plots import training_curves
     sampler.history.to_csv(folder / "history.csv")
     log_z = target.log_Z.value if target.log_Z is not None else None
-    training_curves(sampler.history, folder / "training.png", log_Z=log_z,
-                    title=f"{spec['sampler']} on {spec['target']} (seed {spec['seed']})")
+    training_curves(sampler.history, folder / "training.png", log_Z=log_z, title=title)
     sampler.save(folder / "sampler.pt")
     return {"history": "history.csv", "training_png": "training.png", "checkpoint": "checkpoint.pt",
             "sampler": "sampler.pt"}
-
-
-def _samples_picture(s, target, spec: dict, path: Path) -> None:
-    from .._rng import make_generator
-    from ..plots import scatter_samples
-    pts = s.resample(generator=make_generator(spec["seed"])).x if s.log_weights is not None else s.x
-    ref = None
-    if target.has_exact_sampler:
-        ref = target.sample(min(2000, spec["n"]), make_generator(spec["seed"] + 12345))
-    elif target.has_reference_samples:
-        ref = target.reference_samples()[:2000]
-    scatter_samples(pts, path, reference=ref, box=target.box,
-                    title=f"{spec['sampler']} on {spec['target']} (seed {spec['seed']})")

@@ -435,16 +435,12 @@ def _reference_points(target_name: str, params: dict, n: int = _REFERENCE_POINTS
     box = tuple(b.numpy() for b in target.box)
     g = torch.Generator().manual_seed(seed)
     try:
-        if getattr(target, "has_exact_sampler", False):
-            x = target.sample(n, generator=g)
-            return x.detach().cpu().numpy(), box, f"reference: {n} exact draws (seed {seed})"
-        if getattr(target, "has_reference_samples", False):
-            x = torch.as_tensor(target.reference_samples())
-            if x.shape[0] > n:
-                x = x[torch.randperm(x.shape[0], generator=g)[:n]]
-            return x.detach().cpu().numpy(), box, "reference: the target's reference samples"
+        x = target.reference_points(n, g)
     except Exception as e:  # noqa: BLE001
         return None, box, f"reference points unavailable ({e})"
+    if x is not None:
+        what = f"{n} exact draws (seed {seed})" if target.has_exact_sampler else "the target's reference samples"
+        return x.detach().cpu().numpy(), box, f"reference: {what}"
     return None, box, "no reference points (no exact sampler and no reference samples)"
 
 

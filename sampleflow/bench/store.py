@@ -135,12 +135,13 @@ class ResultsStore:
         if cell_ids is not None:
             where.append(f"cell_id IN ({', '.join('?' for _ in cell_ids)})")
             args += list(cell_ids)
-        sql = "SELECT * FROM cells" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
-        rows = [dict(r) for r in self._db.execute(sql, args)]
-        metrics, artifacts = {}, {}
-        for r in self._db.execute("SELECT cell_id, name, value FROM metrics"):
+        selected = "SELECT cell_id FROM cells" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = [dict(r) for r in self._db.execute(f"SELECT * FROM cells WHERE cell_id IN ({selected}) ORDER BY rowid",
+                                                  args)]
+        metrics, artifacts = {}, {}      # only the selected cells' rows (one query per table)
+        for r in self._db.execute(f"SELECT cell_id, name, value FROM metrics WHERE cell_id IN ({selected})", args):
             metrics.setdefault(r["cell_id"], {})[r["name"]] = math.nan if r["value"] is None else r["value"]
-        for r in self._db.execute("SELECT cell_id, kind, path FROM artifacts"):
+        for r in self._db.execute(f"SELECT cell_id, kind, path FROM artifacts WHERE cell_id IN ({selected})", args):
             artifacts.setdefault(r["cell_id"], {})[r["kind"]] = r["path"]
         for r in rows:
             for c in _JSON_COLUMNS:

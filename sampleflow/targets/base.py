@@ -157,6 +157,18 @@ class Target:
             raise NotImplementedError(f"target '{self.name}' has no reference samples")
         return self._reference_samples()
 
+    def reference_points(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Points to draw samples against: ``n`` exact draws where the target has an exact sampler, else up to
+        ``n`` of its reference samples (a random subset when there are more), else None."""
+        if self.has_exact_sampler:
+            return self.sample(n, generator=generator)
+        if self.has_reference_samples:
+            x = torch.as_tensor(self.reference_samples())
+            if x.shape[0] > n:
+                x = x[torch.randperm(x.shape[0], generator=generator)[:n]]
+            return x
+        return None
+
     @property
     def box(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high), each of shape (dim,): a region holding most of the mass, for plots and collocation."""

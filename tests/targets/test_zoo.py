@@ -620,3 +620,17 @@ def test_wells_bad_input():
         T.get("multiwell", dim=3, m=5)
     with pytest.raises(TargetInputError, match="dim"):
         T.get("funnel", dim=1)
+
+
+def test_reference_points_exact_draws_reference_subset_or_none():
+    """Plots compare samples with reference_points: exact draws where there is a sampler, else a random subset of
+    the reference samples (all of them when there are fewer), else None."""
+    import sampleflow as sf
+    g = torch.Generator().manual_seed(0)
+    assert sf.targets.get("gmm9").reference_points(50, g).shape == (50, 2)
+    dw4 = sf.targets.get("dw4")
+    sub = dw4.reference_points(30, torch.Generator().manual_seed(1))
+    full = dw4.reference_samples()
+    assert sub.shape == (30, 8) and all((full == r).all(-1).any() for r in sub)
+    assert dw4.reference_points(10 ** 9).shape == full.shape
+    assert sf.Target.from_log_prob(lambda x: -(x ** 2).sum(-1), dim=2).reference_points(10) is None
