@@ -133,3 +133,48 @@ def test_cg_fine_tune_lowers_the_pinn_residual():
         s.fine_tune(1, solver="cg", cg_iterations=1.5)
     with pytest.raises(ValueError, match="batch_size"):
         s.fine_tune(1, batch_size=0)
+
+
+@pytest.mark.parametrize("variant", [{}, {"variant": "fokker_planck", "sigma": 0.7}])
+def test_rowwise_jacobian_equals_the_batched_vjp_one(variant):
+    """J row by row (torch.func, O(B)) equals J from B vjps of the batch's graph (O(B²)), to float64 rounding,
+    for the continuity and the Fokker–Planck residuals of a 2-D mixture."""
+    import sampleflow as sf
+    from sampleflow.samplers.pinn import PINN
+    from sampleflow.samplers.pinn.residual import transport_residual_jacobian
+    s = PINN(sf.targets.get("gmm9"), PINN.make_config("test", dtype="float64", **variant))
+    s.fit(generator=0, iterations=20, progress=False)    # non-zero output layer
+    t, x = s.collocation(48, torch.Generator().manual_seed(1))
+    params = [p for m in (s.velocity, s.log_z_path) for p in m.parameters() if p.requires_grad]
+    reference = residual_jacobian(s.residual(t, x), params)
+    rowwise = transport_residual_jacobian(s.velocity, s.log_z_path, t, x, s.path.score(t, x))
+    assert rowwise.shape == reference.shape == (48, sum(p.numel() for p in params))
+    assert float(reference.abs().max()) > 1.0
+    torch.testing.assert_close(rowwise, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_direct_fine_tune_with_the_rowwise_jacobian_reaches_high_accuracy():
+    """On the 1-D Gaussian path, Gauss–Newton with the row-wise J on 1024-point batches (B < P ≈ 5 500) goes
+    where Adam does not: measured 0.029 → 2·10⁻⁶ held-out in 15 steps (≈ 10 s; step sizes ⅛ … 1, the last
+    ones 1: the quadratic phase), F(1) within 10⁻⁴ of log Z = 1.3; Adam at its best lr (3·10⁻⁴) for 20 s
+    reached 1.3·10⁻³."""
+    from .pinn_cases import C
+    s = adam_fitted_pinn()
+    before = held_out_residual(s, 4096)
+    log = s.fine_tune(15, batch_size=1024, generator=0, damping=1e-6, solver="auto")
+    after = held_out_residual(s, 4096)
+    assert all(step["solver"] == "direct" for step in log)      # auto: B·P ≤ 2²⁶ with the row-wise J
+    assert after < before / 1000, (before, after, [step["eta"] for step in log])
+    assert abs(s.log_Z_path_estimate() - C) < 1e-3
+
+
+def test_direct_solve_raises_the_damping_until_the_factorisation_succeeds():
+    """A rank-one J and λ = 0: JJᵀ is singular, so the Cholesky factorisation fails and λ grows until it
+    works; the direction is then (JᵀJ + λI)⁻¹Jᵀr for a small λ, close to the minimum-norm solution."""
+    u = torch.tensor([1.0, 2.0, -1.0], dtype=D64)
+    v = torch.tensor([0.5, -1.0, 2.0, 1.0], dtype=D64)
+    J = u[:, None] * v[None, :]                  # B = 3 ≤ P = 4, rank 1
+    r = 3.0 * u
+    delta = gauss_newton_direction(J, r, 0.0)
+    assert bool(torch.isfinite(delta).all())
+    torch.testing.assert_close(delta, torch.linalg.pinv(J) @ r, rtol=1e-5, atol=1e-6)

@@ -23,7 +23,14 @@ of the residual's linearisation is JᵀJ). Two solvers of (GN):
   started from δ = 0, a truncated CG solve is itself a regulariser (its iterates lie in the Krylov space
   of Jᵀr, the first one being the steepest-descent direction).
 
-``"auto"`` uses the direct solver while B·P ≤ :data:`AUTO_DIRECT_MAX_ENTRIES`, else CG.
+The direct solver takes J from the caller when it can form it row by row (``jacobian=``: for the PINN
+residuals, :func:`.residual.transport_residual_jacobian`, O(B) single-point backward passes by ``torch.func``,
+≈ 1.7 s for B = 4096 and P ≈ 22 000 on one CPU thread), which makes it affordable for thousands of points;
+otherwise by B vjps through the batch's graph (O(B²), small B only). If the Cholesky factorisation fails
+(a rank-deficient J at tiny λ in float32), λ is raised tenfold until it succeeds.
+
+``"auto"`` uses the direct solver while B·P ≤ :data:`AUTO_DIRECT_MAX_ENTRIES` (or
+:data:`AUTO_DIRECT_MAX_ENTRIES_ROWWISE` with a row-wise ``jacobian``), else CG.
 
 The damping is relative: λ = ``damping`` · max(1, mean squared row norm of J) (= tr(JᵀJ)/B; for CG
 estimated by Hutchinson's trace estimator E‖Jv‖² = tr(JᵀJ), v Rademacher, with a couple of probes).
@@ -37,13 +44,16 @@ from torch import Tensor
 
 __all__ = ["gauss_newton_direction", "residual_jacobian", "gauss_newton_step", "conjugate_gradient",
            "gauss_newton_direction_cg", "jacobian_products", "resolve_solver", "AUTO_DIRECT_MAX_ENTRIES",
-           "SOLVERS"]
+           "SOLVERS", "AUTO_DIRECT_MAX_ENTRIES_ROWWISE"]
 
 SOLVERS = ("direct", "cg", "auto")
 AUTO_DIRECT_MAX_ENTRIES = 2 ** 22
 """``solver="auto"`` forms J (direct solve) while B·P is at most this (≈ 4.2 M entries, 16 MB in float32: at
 the cpu preset's P ≈ 22 000 parameters B = 128 is direct, B = 512 is CG — measured there on one CPU thread,
 forming J for B = 512 took ≈ 6 s against ≈ 0.2 s for a 10-iteration CG solve)."""
+AUTO_DIRECT_MAX_ENTRIES_ROWWISE = 2 ** 26
+"""The same bound when J comes row by row (``jacobian=``): ≈ 67 M entries, 256 MB in float32 (B = 2048 at
+P ≈ 22 000 is direct; forming J then takes ≈ 0.9 s and the B × B solve ≈ 3 s on one CPU thread)."""
 
 
 def residual_jacobian(r: Tensor, params: list[Tensor]) -> Tensor:
@@ -59,16 +69,22 @@ def residual_jacobian(r: Tensor, params: list[Tensor]) -> Tensor:
 
 def gauss_newton_direction(J: Tensor, r: Tensor, damping: float) -> Tensor:
     """δ = (JᵀJ + λI)⁻¹ Jᵀ r by a Cholesky solve: of the B × B system Jᵀ (JJᵀ + λI)⁻¹ r when B ≤ P, else of
-    the P × P normal equations (so λ = 0 is allowed when J has full rank in the smaller dimension)."""
+    the P × P normal equations (so λ = 0 is allowed when J has full rank in the smaller dimension). Where the
+    factorisation fails in the working precision, λ grows tenfold (from at least 10⁻⁷ × the mean diagonal)."""
     B, P = J.shape
-    if B <= P:
-        K = J @ J.T
-        K.diagonal().add_(damping)
-        L = torch.linalg.cholesky(K)
+    small = B <= P
+    K = J @ J.T if small else J.T @ J
+    scale = float(K.diagonal().mean()) if K.numel() else 1.0
+    lam = damping
+    for _ in range(8):
+        L, info = torch.linalg.cholesky_ex(K + lam * torch.eye(K.shape[0], dtype=K.dtype, device=K.device))
+        if int(info) == 0:
+            break
+        lam = max(10 * lam, 1e-7 * scale)      # not positive definite in this precision: more damping
+    else:
+        raise torch.linalg.LinAlgError(f"Gauss–Newton system not positive definite even with damping {lam:g}")
+    if small:
         return J.T @ torch.cholesky_solve(r[:, None], L)[:, 0]
-    K = J.T @ J
-    K.diagonal().add_(damping)
-    L = torch.linalg.cholesky(K)
     return torch.cholesky_solve((J.T @ r)[:, None], L)[:, 0]
 
 
@@ -161,29 +177,33 @@ def _check_step_args(solver, cg_iterations, cg_tol, damping, max_halvings) -> No
         raise ValueError(f"max_halvings must be a positive integer, got {max_halvings!r}")
 
 
-def resolve_solver(solver: str, batch: int, n_params: int) -> str:
-    """``"auto"`` → ``"direct"`` when batch · n_params ≤ :data:`AUTO_DIRECT_MAX_ENTRIES`, else ``"cg"``."""
+def resolve_solver(solver: str, batch: int, n_params: int, rowwise: bool = False) -> str:
+    """``"auto"`` → ``"direct"`` when batch · n_params ≤ :data:`AUTO_DIRECT_MAX_ENTRIES` (with a row-wise
+    Jacobian, ``rowwise``: :data:`AUTO_DIRECT_MAX_ENTRIES_ROWWISE`), else ``"cg"``."""
     if solver != "auto":
         return solver
-    return "direct" if batch * n_params <= AUTO_DIRECT_MAX_ENTRIES else "cg"
+    bound = AUTO_DIRECT_MAX_ENTRIES_ROWWISE if rowwise else AUTO_DIRECT_MAX_ENTRIES
+    return "direct" if batch * n_params <= bound else "cg"
 
 
 def gauss_newton_step(residual: Callable[[], Tensor], params: list[Tensor], damping: float = 1e-6,
                       max_halvings: int = 12, *, solver: str = "direct", cg_iterations: int = 50,
-                      cg_tol: float = 1e-6, trace_probes: int = 2, generator: torch.Generator | None = None
-                      ) -> dict:
+                      cg_tol: float = 1e-6, trace_probes: int = 2, generator: torch.Generator | None = None,
+                      jacobian: Callable[[], Tensor] | None = None) -> dict:
     """One damped Gauss–Newton step with backtracking on the fixed points inside ``residual()`` (a closure
     returning r with its graph). ``solver``: "direct", "cg" (matrix-free, at most ``cg_iterations`` CG
-    steps or relative residual ``cg_tol``) or "auto" (see the module docstring). Returns {"loss_before",
+    steps or relative residual ``cg_tol``) or "auto" (see the module docstring). ``jacobian``: optional
+    closure returning J = ∂r/∂θ (B, P) for the direct solver, formed row by row (columns in ``params``
+    order); without it J comes from B vjps of ``residual()``'s graph. Returns {"loss_before",
     "loss_after", "eta", "solver"} (plus "cg_iterations", "cg_relative_residual" for CG); η = 0 means no
     step lowered the loss (the parameters are left unchanged)."""
     _check_step_args(solver, cg_iterations, cg_tol, damping, max_halvings)
     r = residual()
     n_params = sum(p.numel() for p in params)
-    solver = resolve_solver(solver, r.numel(), n_params)
+    solver = resolve_solver(solver, r.numel(), n_params, rowwise=jacobian is not None)
     extra: dict = {"solver": solver}
     if solver == "direct":
-        J = residual_jacobian(r, params)
+        J = residual_jacobian(r, params) if jacobian is None else jacobian()
         r = r.detach()
         scale = float(J.pow(2).sum(1).mean())
         delta = gauss_newton_direction(J, r, damping * max(1.0, scale))

@@ -40,11 +40,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from torch import nn
+from torch.func import functional_call, jacfwd, jacrev, vmap
+
 from ...sde.divergence import value_and_divergence
 from .path import GeometricPath
 
 __all__ = ["continuity_residual", "fokker_planck_residual", "transport_residual", "hamilton_jacobi_residual",
-           "learned_path_residuals"]
+           "learned_path_residuals", "transport_residual_jacobian"]
 
 
 def transport_residual(dlogp_dt: Tensor, log_z_rate, b: Tensor, div_b: Tensor, score: Tensor,
@@ -111,3 +114,30 @@ def learned_path_residuals(v_terms: tuple, phi_terms: tuple, sigma: float = 0.0)
     _, dphi, gphi, lphi = phi_terms
     return (transport_residual(dv, 0.0, gphi, lphi, gv, sigma, lv),
             hamilton_jacobi_residual(dphi, gphi, sigma, lphi))
+
+
+def transport_residual_jacobian(velocity: nn.Module, log_z_path: nn.Module, t: Tensor, x: Tensor,
+                                score: Tensor) -> Tensor:
+    """J = ∂r/∂θ, shape (B, P), of the continuity (or Fokker–Planck: the σ-term does not depend on θ) residual
+    r_i = ∂_t log p̃(t_i, x_i) − F'(t_i) + ∇·b(t_i, x_i) + b(t_i, x_i)·∇log p̃(t_i, x_i) with respect to the
+    parameters θ of ``velocity`` (``velocity(x, t)``) and then of ``log_z_path`` (``log_z_path(t)`` = F(t)),
+    each module's in ``parameters()`` order, flattened and concatenated — the order of a Gauss–Newton step's
+    parameter list. ``score`` (B, d) = ∇log p̃_t(x_i), which does not depend on θ.
+
+    Row by row: r_i depends only on point i, so each row is the gradient of one point's residual, written as a
+    pure function of θ (``torch.func.functional_call``; exact ∇·b by forward mode, ``jacfwd``, d tangents; F' by
+    ``jacfwd`` in t) and batched over the points by ``vmap(jacrev(·))``. This costs O(B) backward passes of one
+    point, where B vector–Jacobian products through the batch's graph cost O(B²) (at B = 2048 and P ≈ 22 000 the
+    latter did not finish in 15 minutes; this takes ≈ 0.9 s on one CPU thread)."""
+    pv = {k: v.detach() for k, v in velocity.named_parameters() if v.requires_grad}
+    pz = {k: v.detach() for k, v in log_z_path.named_parameters() if v.requires_grad}
+
+    def point(pv, pz, ti, xi, si):
+        def b(y):
+            return functional_call(velocity, pv, (y[None], ti[None]))[0]
+        rate = jacfwd(lambda s: functional_call(log_z_path, pz, (s,)))(ti)
+        return -rate + torch.diagonal(jacfwd(b)(xi)).sum() + b(xi) @ si
+
+    jv, jz = vmap(jacrev(point, argnums=(0, 1)), in_dims=(None, None, 0, 0, 0))(pv, pz, t, x, score)
+    B = t.shape[0]
+    return torch.cat([g.reshape(B, -1) for g in (*jv.values(), *jz.values())], 1)

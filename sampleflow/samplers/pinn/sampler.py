@@ -40,7 +40,8 @@ from .path import GeometricPath
 from .collocation import annealed_langevin_points
 from .gauss_newton import gauss_newton_step
 from .learned_path import LearnedLogDensity, PotentialVelocity
-from .residual import continuity_residual, fokker_planck_residual, learned_path_residuals
+from .residual import (continuity_residual, fokker_planck_residual, learned_path_residuals,
+                       transport_residual_jacobian)
 from .sde_sampling import euler_maruyama_log_ratio
 
 __all__ = ["PINN", "PINNConfig", "LogZPath"]
@@ -349,9 +350,11 @@ class PINN(Sampler):
                   cg_tol: float = 1e-6) -> list[dict]:
         """Gauss–Newton fine-tuning after Adam (:mod:`.gauss_newton`): ``steps`` damped Gauss–Newton steps,
         each on a fresh collocation batch (default: the config's batch size), with a backtracking line
-        search. ``solver``: "direct" (form J, Cholesky), "cg" (matrix-free conjugate gradient on
-        (JᵀJ + λI)δ = Jᵀr with J·v and Jᵀ·u products, at most ``cg_iterations`` iterations or relative
-        residual ``cg_tol``) or "auto" (direct while batch · parameters ≤ 2²², else CG). Within a step the
+        search. ``solver``: "direct" (form J, Cholesky; for the continuity and Fokker–Planck residuals with
+        exact divergence J comes row by row, :func:`.residual.transport_residual_jacobian`), "cg" (matrix-free
+        conjugate gradient on (JᵀJ + λI)δ = Jᵀr with J·v and Jᵀ·u products, at most ``cg_iterations``
+        iterations or relative residual ``cg_tol``) or "auto" (direct while batch · parameters ≤ 2²⁶ with a
+        row-wise J, 2²² without, else CG). Within a step the
         Hutchinson probes (if any) are fixed, so the line search compares the same residual. Returns the
         per-step {"loss_before", "loss_after", "eta", "solver", …}."""
         from .gauss_newton import _check_step_args
@@ -370,8 +373,12 @@ class PINN(Sampler):
 
             def residual(t=t, x=x, seed=seed):
                 return self.residual(t, x, generator=torch.Generator().manual_seed(seed))
+
+            def jacobian(t=t, x=x):
+                return transport_residual_jacobian(self.velocity, self.log_z_path, t, x, self.path.score(t, x))
+            rowwise = self.config.variant != "learned_path" and self.divergence == "exact"
             log.append(gauss_newton_step(residual, params, damping, solver=solver, cg_iterations=cg_iterations,
-                                         cg_tol=cg_tol, generator=g))
+                                         cg_tol=cg_tol, generator=g, jacobian=jacobian if rowwise else None))
         self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + steps
         return log
 
