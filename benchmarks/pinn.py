@@ -15,7 +15,8 @@ fit, non-finite samples, a missing data file) is recorded as failed with its err
 
 Targets: registry names, ``name`` or ``name:dim``; ``gmm40`` is short for ``mog40:2`` (needs the data file
 ``mog40_means_d2.npy`` in ``$SAMPLEFLOW_DATA``, see ``sampleflow data list``). Writes ``--out`` (JSON, rewritten
-after every cell) and ``--md`` (the Markdown table) and prints the table.
+after every cell) and ``--md`` (the Markdown table) and prints the table. ``--pinn-overrides`` sets PINN config
+fields per target (keys as written in ``--targets``), e.g. the Funnel/ManyWell settings of benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def run_cell(target, tname: str, method: str, seed: int, a) -> dict:
         if cls.learned and method != "pinn":
             overrides["loss"] = a.loss
         overrides = {k: v for k, v in overrides.items() if k in {f for f in cls.Config.__dataclass_fields__}}
+        if method == "pinn":
+            overrides.update(a.pinn_overrides.get(tname, {}))
         cfg = cls.make_config(a.preset, **overrides)
         torch.manual_seed(seed)   # network initialisation draws from torch's global generator, not fit's
         sampler = cls(target, cfg)
@@ -151,6 +154,16 @@ def _positive(kind):
     return parse
 
 
+def _json_object(s):
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not (isinstance(v, dict) and all(isinstance(o, dict) for o in v.values())):
+        raise argparse.ArgumentTypeError('must map target names to override objects, e.g. {"gmm9": {"width": 32}}')
+    return v
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated (default {DEFAULT_TARGETS})")
@@ -165,6 +178,8 @@ def main(argv=None):
     p.add_argument("--threads", type=_positive(int), default=1)
     p.add_argument("--out", default="benchmarks/results/pinn.json")
     p.add_argument("--md", default="benchmarks/results/pinn.md")
+    p.add_argument("--pinn-overrides", metavar="JSON", default="{}", type=_json_object,
+                   help='PINN config overrides per target, e.g. \'{"funnel:10": {"prior_std": 3.0}}\'')
     p.add_argument("--print-only", metavar="JSON", default=None)
     a = p.parse_args(argv)
     if a.print_only:
@@ -177,10 +192,14 @@ def main(argv=None):
             sf.samplers.get(m)
         except Exception as e:  # noqa: BLE001
             p.error(f"--methods: {e}")
+    stray = sorted(set(a.pinn_overrides) - set(targets))
+    if stray:
+        p.error(f"--pinn-overrides: {stray} are not among --targets {targets}")
     torch.set_num_threads(a.threads)
     setting = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
                "preset": a.preset, "loss": a.loss, "iterations": a.iterations, "time_budget": a.time_budget,
-               "n_eval": a.n_eval, "seeds": a.seeds, "targets": targets, "methods": methods}
+               "n_eval": a.n_eval, "seeds": a.seeds, "targets": targets, "methods": methods,
+               "pinn_overrides": a.pinn_overrides}
     rows: list[dict] = []
     a._target_errors = {}
 

@@ -4,7 +4,8 @@ Protocol, per case and seed: build the case's PINN (``torch`` initialisation fro
 with Adam for the case's iterations and learning-rate schedule. From that same state, then
 
 * **Gauss–Newton**: damped Gauss–Newton steps (:meth:`PINN.fine_tune`, the direct solve with the row-wise
-  Jacobian, a fresh collocation batch of ``batch`` points per step, backtracking line search) until
+  Jacobian, a fresh collocation batch of ``batch`` points per step, backtracking line search on fresh points or
+  on the batch, ``line_search``) until
   ``--seconds`` of wall time have passed;
 * **Adam alone**: Adam continued (fresh optimiser state, constant learning rate) for exactly the wall time the
   Gauss–Newton run took, once at the case's learning rate and once at a tenth of it.
@@ -37,22 +38,24 @@ import torch
 import sampleflow as sf
 from sampleflow.io import write_json
 from sampleflow.samplers.pinn import PINN
+from sampleflow.tables import markdown_table
 
 CASES = {
     # a Gaussian path (p₀ = N(0, 2.5² I) to N(0, I)): smooth and exactly representable, the regime of
     # Müller & Zeinhofer (2023), where Gauss–Newton converges fast
-    "gaussian": {"target": ("gaussian", {"dim": 2}), "batch": 1024, "damping": 1e-6,
+    "gaussian": {"target": ("gaussian", {"dim": 2}), "batch": 1024, "damping": 1e-6, "line_search": "fresh",
                  "config": {"width": 32, "depth": 3, "dtype": "float64", "iterations": 3000, "lr": 1e-3,
                             "lr_final": 1e-4}},
     # the 9-mode grid mixture with a small network (P ≈ 5 500) in float64
-    "gmm9-small": {"target": ("gmm9", {}), "batch": 1024, "damping": 1e-4,
+    "gmm9-small": {"target": ("gmm9", {}), "batch": 1024, "damping": 1e-4, "line_search": "fresh",
                    "config": {"width": 32, "depth": 3, "dtype": "float64", "iterations": 3000, "lr": 1e-3,
                               "lr_final": 1e-4}},
     # the cpu preset itself (width 64, P ≈ 22 000, float32)
-    "gmm9-cpu": {"target": ("gmm9", {}), "batch": 2048, "damping": 1e-4, "config": {"iterations": 1500}},
+    "gmm9-cpu": {"target": ("gmm9", {}), "batch": 2048, "damping": 1e-4, "line_search": "batch",
+                 "config": {"iterations": 1500}},
 }
 COLUMNS = [("case", "case"), ("seed", "seed"), ("run", "run"), ("seconds", "wall s"), ("steps", "steps"),
-           ("residual", "held-out residual"), ("F1_error", "|F(1) − log Z|"), ("is_rmse", "IS log Z RMSE"),
+           ("residual", "held-out residual"), ("F1_error", "\\|F(1) − log Z\\|"), ("is_rmse", "IS log Z RMSE"),
            ("ess", "ESS"), ("emc", "EMC")]
 
 
@@ -90,10 +93,12 @@ def run_case(name: str, seed: int, a) -> list[dict]:
     t0, steps, etas = time.perf_counter(), 0, []
     while time.perf_counter() - t0 < a.seconds:
         etas += [s["eta"] for s in gn.fine_tune(1, batch_size=case["batch"], generator=seed * 10 ** 4 + steps,
-                                                 damping=case["damping"], solver="direct")]
+                                                 damping=case["damping"], solver="direct",
+                                                 line_search=case["line_search"])]
         steps += 1
     seconds = time.perf_counter() - t0
-    rows.append({**row, "run": f"+ Gauss–Newton (B = {case['batch']}, λ = {case['damping']:g})",
+    ls = "line search on fresh points" if case["line_search"] == "fresh" else "line search on the batch"
+    rows.append({**row, "run": f"+ Gauss–Newton (B = {case['batch']}, λ = {case['damping']:g}, {ls})",
                  "seconds": seconds, "steps": steps, "etas": etas, **measure(gn, target, a.n, a.repeats, seed)})
     for lr in (cfg.lr, cfg.lr / 10):
         more = copy.deepcopy(base)
@@ -106,23 +111,9 @@ def run_case(name: str, seed: int, a) -> list[dict]:
     return rows
 
 
-def _fmt(key: str, v) -> str:
-    if v is None:
-        return "—"
-    if key in ("seconds",):
-        return f"{v:.1f}"
-    if key in ("seed", "steps"):
-        return str(int(v))
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
-    return str(v)
-
-
 def markdown(rows: list[dict], setting: dict) -> str:
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |")
-    return "\n".join(lines) + (
+    shown = [{h: round(r[k], 1) if k == "seconds" else r.get(k) for k, h in COLUMNS} for r in rows]
+    return markdown_table(shown, [h for _, h in COLUMNS]) + (
         f"\n\n{setting['seconds']:g} s of fine-tuning per run; IS log Z RMSE over {setting['repeats']} draws of "
         f"{setting['n']} samples; torch {setting['torch']}, {setting['threads']} thread(s). 'steps': Adam "
         "iterations or Gauss–Newton steps.")
@@ -162,7 +153,7 @@ def main(argv=None) -> None:
             write_json(a.out, {"setting": setting, "rows": rows})
             print(markdown(rows[-4:], setting).split("\n\n")[0], flush=True)
     md = markdown(rows, setting)
-    Path(a.md).write_text(md + "\n")
+    Path(a.md).write_text("# Gauss–Newton against Adam alone\n\n" + md + "\n")
     print(md)
 
 

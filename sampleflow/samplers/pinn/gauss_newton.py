@@ -189,12 +189,16 @@ def resolve_solver(solver: str, batch: int, n_params: int, rowwise: bool = False
 def gauss_newton_step(residual: Callable[[], Tensor], params: list[Tensor], damping: float = 1e-6,
                       max_halvings: int = 12, *, solver: str = "direct", cg_iterations: int = 50,
                       cg_tol: float = 1e-6, trace_probes: int = 2, generator: torch.Generator | None = None,
-                      jacobian: Callable[[], Tensor] | None = None) -> dict:
+                      jacobian: Callable[[], Tensor] | None = None,
+                      line_search: Callable[[], Tensor] | None = None) -> dict:
     """One damped Gauss–Newton step with backtracking on the fixed points inside ``residual()`` (a closure
     returning r with its graph). ``solver``: "direct", "cg" (matrix-free, at most ``cg_iterations`` CG
     steps or relative residual ``cg_tol``) or "auto" (see the module docstring). ``jacobian``: optional
     closure returning J = ∂r/∂θ (B, P) for the direct solver, formed row by row (columns in ``params``
-    order); without it J comes from B vjps of ``residual()``'s graph. Returns {"loss_before",
+    order); without it J comes from B vjps of ``residual()``'s graph. ``line_search``: optional closure
+    returning the residual at other points, on which the backtracking judges the step instead (a step that
+    fits the batch but not fresh points is then refused; "loss_before"/"loss_after" are on those points).
+    Returns {"loss_before",
     "loss_after", "eta", "solver"} (plus "cg_iterations", "cg_relative_residual" for CG); η = 0 means no
     step lowered the loss (the parameters are left unchanged)."""
     _check_step_args(solver, cg_iterations, cg_tol, damping, max_halvings)
@@ -221,13 +225,18 @@ def gauss_newton_step(residual: Callable[[], Tensor], params: list[Tensor], damp
         extra.update(cg_iterations=info["iterations"], cg_relative_residual=info["relative_residual"])
         del jvp, vjp
         r = rd
-    loss0 = float((r * r).mean())
+    judge = residual if line_search is None else line_search
+    if line_search is None:
+        loss0 = float((r * r).mean())
+    else:
+        with torch.no_grad():
+            loss0 = float(judge().detach().pow(2).mean())
     base = [p.detach().clone() for p in params]
     eta = 1.0
     for _ in range(max_halvings):
         _shift(params, base, delta, eta)
         with torch.no_grad():
-            rr = residual().detach()
+            rr = judge().detach()
         loss = float((rr * rr).mean())
         if loss < loss0:
             return {"loss_before": loss0, "loss_after": loss, "eta": eta, **extra}

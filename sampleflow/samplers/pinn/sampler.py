@@ -22,7 +22,9 @@ the current model's own trajectories, and points from annealed Langevin runs on 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from ..base import CountingTarget, Sampler, Timer
 from ..registry import register
 from .path import GeometricPath
 from .collocation import annealed_langevin_points
-from .gauss_newton import gauss_newton_step
+from .gauss_newton import SOLVERS, _check_step_args, gauss_newton_step
 from .learned_path import LearnedLogDensity, PotentialVelocity
 from .residual import (continuity_residual, fokker_planck_residual, learned_path_residuals,
                        transport_residual_jacobian)
@@ -79,7 +81,16 @@ class PINNConfig:
     annealed over the grid of ``collocation_steps`` + 1 times, ``langevin_steps`` ULA steps of size
     ``langevin_step`` on p̃_t at each (the learned V for "learned_path"), the state after them kept with its
     time; they lag behind p_t when langevin_steps × langevin_step is short against the target's relaxation
-    time (an absolute step: scale it with the target's length scale squared)."""
+    time (an absolute step: scale it with the target's length scale squared).
+
+    gauss_newton_steps: damped Gauss–Newton steps that :meth:`PINN.fit` runs after Adam (0: none; see
+    :meth:`PINN.fine_tune`), each on a fresh batch of ``gauss_newton_batch`` collocation points (None: the
+    training batch size) with relative damping ``gauss_newton_damping`` and linear solver
+    ``gauss_newton_solver`` ("auto", "direct" or "cg") and line search ``gauss_newton_line_search`` ("fresh"
+    or "batch"); ``gauss_newton_seconds`` stops them early (None: no limit). The "gauss_newton" preset is a
+    small float64 network with 3000 Adam steps and then 40 Gauss–Newton steps on 1024 points (≈ 30 s on one
+    CPU thread): the setting where Gauss–Newton beat Adam alone at the same wall time on the held-out residual
+    and on the log Z error (benchmarks/README.md)."""
 
     iterations: int = 4000
     batch_size: int = 1024
@@ -105,6 +116,12 @@ class PINNConfig:
     collocation: dict | None = None
     langevin_steps: int = 10
     langevin_step: float = 0.02
+    gauss_newton_steps: int = 0
+    gauss_newton_batch: int | None = None
+    gauss_newton_damping: float = 1e-4
+    gauss_newton_solver: str = "auto"
+    gauss_newton_seconds: float | None = None
+    gauss_newton_line_search: str = "fresh"
 
     def __post_init__(self):
         if not (isinstance(self.trajectory_fraction, (int, float)) and 0 <= self.trajectory_fraction <= 1):
@@ -144,6 +161,23 @@ class PINNConfig:
             raise ValueError(f"langevin_steps must be a positive integer, got {self.langevin_steps!r}")
         if not (_is_number(self.langevin_step) and self.langevin_step > 0):
             raise ValueError(f"langevin_step must be a positive number, got {self.langevin_step!r}")
+        if not (isinstance(self.gauss_newton_steps, int) and not isinstance(self.gauss_newton_steps, bool)
+                and self.gauss_newton_steps >= 0):
+            raise ValueError(f"gauss_newton_steps must be a non-negative integer, got {self.gauss_newton_steps!r}")
+        if self.gauss_newton_batch is not None and not (isinstance(self.gauss_newton_batch, int) and not isinstance(
+                self.gauss_newton_batch, bool) and self.gauss_newton_batch >= 1):
+            raise ValueError(f"gauss_newton_batch must be None or a positive integer, got {self.gauss_newton_batch!r}")
+        if not (_is_number(self.gauss_newton_damping) and self.gauss_newton_damping >= 0):
+            raise ValueError(f"gauss_newton_damping must be a non-negative number, got {self.gauss_newton_damping!r}")
+        if self.gauss_newton_solver not in SOLVERS:
+            raise ValueError(f"gauss_newton_solver must be one of {list(SOLVERS)}, got {self.gauss_newton_solver!r}")
+        if self.gauss_newton_line_search not in ("batch", "fresh"):
+            raise ValueError(f"gauss_newton_line_search must be 'batch' or 'fresh', got "
+                             f"{self.gauss_newton_line_search!r}")
+        if self.gauss_newton_seconds is not None and not (_is_number(self.gauss_newton_seconds)
+                                                          and self.gauss_newton_seconds > 0):
+            raise ValueError(f"gauss_newton_seconds must be None or a positive number, got "
+                             f"{self.gauss_newton_seconds!r}")
         if self.collocation is not None:
             if not isinstance(self.collocation, dict):
                 raise ValueError(f"collocation must be None or a dict of fractions over {list(COLLOCATION_KINDS)}, "
@@ -208,7 +242,10 @@ class PINN(Sampler):
                # the 2-D mixtures up to GMM-40 (boxes ≈ [−40, 40]²) at a cpu budget (≈ 1–1.5 min): a wider p₀
                # (std 30, absolute) and a wider net raise the ESS, which EMC at n = 2000 needs (benchmarks/README.md)
                "mixtures": {"iterations": 1500, "batch_size": 512, "width": 128, "prior_std": 30.0, "lr": 3e-3,
-                            "lr_final": 3e-4}}
+                            "lr_final": 3e-4},
+               # Adam, then Gauss–Newton on a small float64 net (≈ 5 500 parameters): where GN pays (benchmarks/README.md)
+               "gauss_newton": {"iterations": 3000, "batch_size": 512, "width": 32, "depth": 3, "dtype": "float64",
+                                "gauss_newton_steps": 40, "gauss_newton_batch": 1024}}
 
     def __init__(self, target, config=None):
         super().__init__(target, config)
@@ -310,7 +347,9 @@ class PINN(Sampler):
             callback=None, progress: bool | None = None) -> "PINN":
         """Adam on the mean squared residual at fresh collocation points each iteration; history columns
         ``loss`` and ``logZ`` (= F(1)); for the learned path also ``loss_cont`` and ``loss_hj`` (the two mean
-        squared residuals; loss = loss_cont + hj_weight · loss_hj)."""
+        squared residuals; loss = loss_cont + hj_weight · loss_hj). Then ``config.gauss_newton_steps``
+        Gauss–Newton steps (:meth:`fine_tune`; ``time_budget`` bounds Adam, ``gauss_newton_seconds`` these),
+        unless a callback stopped training; a resumed fit repeats them from the same Adam state and seed."""
         c = self.config
         g = make_generator(0 if generator is None else generator)
         tc = TrainConfig(iterations=iterations or c.iterations, time_budget=time_budget, lr=c.lr,
@@ -341,13 +380,24 @@ class PINN(Sampler):
 
         with Timer() as timer:
             self.history = self.trainer.run(step, callback=callback, resume=resume)
+            gn_log = []
+            if c.gauss_newton_steps and self.trainer.stop_reason != "callback":
+                gn_log = self.fine_tune(c.gauss_newton_steps, batch_size=c.gauss_newton_batch,
+                                        generator=int(torch.randint(0, 2 ** 62, (1,), generator=g)),
+                                        damping=c.gauss_newton_damping, solver=c.gauss_newton_solver,
+                                        time_budget=c.gauss_newton_seconds,
+                                        line_search=c.gauss_newton_line_search)
         self.fit_info = {"iterations": self.trainer.iteration, "train_seconds": timer.seconds,
-                         "train_nfe": counting.nfe, "stop_reason": self.trainer.stop_reason}
+                         "train_nfe": counting.nfe, "stop_reason": self.trainer.stop_reason,
+                         "gauss_newton_steps": len(gn_log)}
+        if gn_log:
+            self.fit_info["gauss_newton_loss"] = gn_log[-1]["loss_after"]
         return self
 
     def fine_tune(self, steps: int = 20, batch_size: int | None = None, generator=None,
                   damping: float = 1e-6, *, solver: str = "direct", cg_iterations: int = 50,
-                  cg_tol: float = 1e-6) -> list[dict]:
+                  cg_tol: float = 1e-6, time_budget: float | None = None, line_search: str = "fresh"
+                  ) -> list[dict]:
         """Gauss–Newton fine-tuning after Adam (:mod:`.gauss_newton`): ``steps`` damped Gauss–Newton steps,
         each on a fresh collocation batch (default: the config's batch size), with a backtracking line
         search. ``solver``: "direct" (form J, Cholesky; for the continuity and Fokker–Planck residuals with
@@ -355,19 +405,30 @@ class PINN(Sampler):
         conjugate gradient on (JᵀJ + λI)δ = Jᵀr with J·v and Jᵀ·u products, at most ``cg_iterations``
         iterations or relative residual ``cg_tol``) or "auto" (direct while batch · parameters ≤ 2²⁶ with a
         row-wise J, 2²² without, else CG). Within a step the
-        Hutchinson probes (if any) are fixed, so the line search compares the same residual. Returns the
-        per-step {"loss_before", "loss_after", "eta", "solver", …}."""
-        from .gauss_newton import _check_step_args
+        Hutchinson probes (if any) are fixed, so the line search compares the same residual. ``time_budget``:
+        no new step starts after this many seconds. ``line_search``: "fresh" (η judged on as many fresh
+        collocation points, drawn for each step: a step that only fits its batch is refused or shortened; on
+        gmm9 with B = 1024 < P it kept the held-out residual falling where judging on the batch let it jump
+        back up) or "batch" (the step's own points, the textbook backtracking).
+        Returns the per-step {"loss_before", "loss_after", "eta",
+        "solver", …}."""
+        if time_budget is not None and not (_is_number(time_budget) and time_budget > 0):
+            raise ValueError(f"time_budget must be None or a positive number of seconds, got {time_budget!r}")
         if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         if batch_size is not None and not (isinstance(batch_size, int) and not isinstance(batch_size, bool)
                                            and batch_size >= 1):
             raise ValueError(f"batch_size must be None or a positive integer, got {batch_size!r}")
         _check_step_args(solver, cg_iterations, cg_tol, damping, 12)
+        if line_search not in ("batch", "fresh"):
+            raise ValueError(f"line_search must be 'batch' or 'fresh', got {line_search!r}")
         g = make_generator(0 if generator is None else generator)
         params = [p for m in (self.velocity, self.log_z_path) for p in m.parameters() if p.requires_grad]
         log = []
+        start = time.perf_counter()
         for _ in range(steps):
+            if time_budget is not None and time.perf_counter() - start >= time_budget:
+                break
             t, x = self.collocation(batch_size or self.config.batch_size, g)
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=g))
 
@@ -377,9 +438,14 @@ class PINN(Sampler):
             def jacobian(t=t, x=x):
                 return transport_residual_jacobian(self.velocity, self.log_z_path, t, x, self.path.score(t, x))
             rowwise = self.config.variant != "learned_path" and self.divergence == "exact"
+            check = None
+            if line_search == "fresh":
+                tv, xv = self.collocation(t.shape[0], g)
+                check = functools.partial(residual, tv, xv)
             log.append(gauss_newton_step(residual, params, damping, solver=solver, cg_iterations=cg_iterations,
-                                         cg_tol=cg_tol, generator=g, jacobian=jacobian if rowwise else None))
-        self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + steps
+                                         cg_tol=cg_tol, generator=g, jacobian=jacobian if rowwise else None,
+                                         line_search=check))
+        self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + len(log)
         return log
 
     def log_Z_path_estimate(self) -> float:
