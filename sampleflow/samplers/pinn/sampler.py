@@ -404,8 +404,8 @@ class PINN(Sampler):
         exact divergence J comes row by row, :func:`.residual.transport_residual_jacobian`), "cg" (matrix-free
         conjugate gradient on (JᵀJ + λI)δ = Jᵀr with J·v and Jᵀ·u products, at most ``cg_iterations``
         iterations or relative residual ``cg_tol``) or "auto" (direct while batch · parameters ≤ 2²⁶ with a
-        row-wise J, 2²² without, else CG). Within a step the
-        Hutchinson probes (if any) are fixed, so the line search compares the same residual. ``time_budget``:
+        row-wise J, 2²² without, else CG). Within a step the Hutchinson probes (if any) are fixed, so the line
+        search compares the same residual. ``time_budget``:
         no new step starts after this many seconds. ``line_search``: "fresh" (η judged on as many fresh
         collocation points, drawn for each step: a step that only fits its batch is refused or shortened; on
         gmm9 with B = 1024 < P it kept the held-out residual falling where judging on the batch let it jump
@@ -424,6 +424,14 @@ class PINN(Sampler):
             raise ValueError(f"line_search must be 'batch' or 'fresh', got {line_search!r}")
         g = make_generator(0 if generator is None else generator)
         params = [p for m in (self.velocity, self.log_z_path) for p in m.parameters() if p.requires_grad]
+        rowwise = self.config.variant != "learned_path" and self.divergence == "exact"
+
+        def residual(t, x, seed):     # the Hutchinson probes (if any) from ``seed``: the same at every η
+            return self.residual(t, x, generator=torch.Generator().manual_seed(seed))
+
+        def jacobian(t, x):
+            return transport_residual_jacobian(self.velocity, self.log_z_path, t, x, self.path.score(t, x))
+
         log = []
         start = time.perf_counter()
         for _ in range(steps):
@@ -431,19 +439,12 @@ class PINN(Sampler):
                 break
             t, x = self.collocation(batch_size or self.config.batch_size, g)
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=g))
-
-            def residual(t=t, x=x, seed=seed):
-                return self.residual(t, x, generator=torch.Generator().manual_seed(seed))
-
-            def jacobian(t=t, x=x):
-                return transport_residual_jacobian(self.velocity, self.log_z_path, t, x, self.path.score(t, x))
-            rowwise = self.config.variant != "learned_path" and self.divergence == "exact"
             check = None
             if line_search == "fresh":
-                tv, xv = self.collocation(t.shape[0], g)
-                check = functools.partial(residual, tv, xv)
-            log.append(gauss_newton_step(residual, params, damping, solver=solver, cg_iterations=cg_iterations,
-                                         cg_tol=cg_tol, generator=g, jacobian=jacobian if rowwise else None,
+                check = functools.partial(residual, *self.collocation(t.shape[0], g), seed)
+            log.append(gauss_newton_step(functools.partial(residual, t, x, seed), params, damping, solver=solver,
+                                         cg_iterations=cg_iterations, cg_tol=cg_tol, generator=g,
+                                         jacobian=functools.partial(jacobian, t, x) if rowwise else None,
                                          line_search=check))
         self.fit_info["gauss_newton_steps"] = self.fit_info.get("gauss_newton_steps", 0) + len(log)
         return log
